@@ -1,0 +1,58 @@
+"""Names of the custom resources, labels and status vocabulary: the contract between components."""
+
+GROUP = "translation.lingo.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+SESSION_KIND = "StreamingSession"
+SESSION_PLURAL = "streamingsessions"
+
+API_CLIENT_KIND = "ApiClient"
+API_CLIENT_PLURAL = "apiclients"
+
+# Labels put on StreamingSessions and everything made for them.
+LABEL_CLIENT = f"{GROUP}/client"
+LABEL_SESSION = f"{GROUP}/session"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "lingo-operator"
+WORKER_COMPONENT = "translation-worker"
+
+FINALIZER = f"{GROUP}/livekit-room"
+
+
+class Phase:
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    READY = "Ready"
+    FAILED = "Failed"
+    EXPIRED = "Expired"
+    TERMINATING = "Terminating"
+
+
+class Condition:
+    ROOM_READY = "RoomReady"
+    TOKENS_READY = "TokensReady"
+    WORKER_READY = "WorkerReady"
+
+
+# Keys of the per-session tokens Secret. Values are JSON lists (client tokens) or one JWT.
+SECRET_PUBLISHER_TOKENS = "publisher-tokens"
+SECRET_SUBSCRIBER_TOKENS = "subscriber-tokens"
+SECRET_WORKER_TOKEN = "worker-token"
+
+WORKER_PORT = 8080
+WORKER_CONTROL_PATH = "/control"
+
+
+def tokens_secret_name(session_name: str) -> str:
+    return f"{session_name}-tokens"
+
+
+def worker_pod_name(session_name: str) -> str:
+    return f"{session_name}-worker"
+
+
+def room_name(session_uid: str) -> str:
+    """The LiveKit room of a session: a function of the CR's uid, so retries land on the same room."""
+    return f"lingo-{session_uid}"

@@ -1,0 +1,209 @@
+"""A real Kubernetes control plane and a real livekit-server, bound to 127.0.0.1.
+
+envtest style: etcd + kube-apiserver, plus kube-controller-manager running only the
+garbage collector and namespace controllers (so ownerReferences really cascade), and no
+kubelet or scheduler: the loopback kubelet in this package stands in for those where a
+test or the dev stack needs worker pods to run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import binaries
+from .processes import ManagedProcess, StartupError, free_port, http_ok, wait_until
+
+
+@dataclass
+class LiveKitEndpoint:
+    url: str  # ws://127.0.0.1:PORT, what clients and the worker dial
+    http_url: str  # http://127.0.0.1:PORT, what livekit-api (RoomService) calls
+    api_key: str
+    api_secret: str = field(repr=False)
+
+
+class LoopbackCluster:
+    """Starts etcd, kube-apiserver, kube-controller-manager and livekit-server; stops them all."""
+
+    def __init__(self, workdir: Path | None = None, with_livekit: bool = True):
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="lingo-loopback-"))
+        self.log_dir = self.workdir / "logs"
+        self.with_livekit = with_livekit
+        self.admin_token = secrets.token_urlsafe(32)
+        self.api_port = free_port()
+        self.api_url = f"https://127.0.0.1:{self.api_port}"
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.livekit: LiveKitEndpoint | None = None
+        self._processes: list[ManagedProcess] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> "LoopbackCluster":
+        k8s = binaries.kubernetes_binaries()
+        livekit_server = binaries.livekit_server_binary() if self.with_livekit else None
+        try:
+            self._start_etcd()
+            self._start_apiserver(k8s["kube-apiserver"])
+            self._write_kubeconfig()
+            self._start_controller_manager(k8s["kube-controller-manager"])
+            if livekit_server:
+                self._start_livekit(livekit_server)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            process.stop()
+        self._processes.clear()
+
+    def __enter__(self) -> "LoopbackCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def process_logs(self) -> dict[str, Path]:
+        return {p.name: p.log_path for p in self._processes}
+
+    # -- components ------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self.log_dir)
+        process.start()
+        self._processes.append(process)
+        return process
+
+    def _start_etcd(self) -> None:
+        client, peer = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        # /dev/shm keeps etcd's fsyncs off the disk: this store lives for one run only.
+        shm = Path("/dev/shm")
+        data_dir = Path(tempfile.mkdtemp(prefix="lingo-etcd-", dir=shm if shm.is_dir() else None))
+        process = self._spawn(
+            "etcd",
+            [
+                str(binaries.etcd_binary()),
+                "--name=loopback",
+                f"--data-dir={data_dir}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=loopback=http://127.0.0.1:{peer}",
+                "--log-level=warn",
+            ],
+        )
+        self._etcd_data_dir = data_dir
+        wait_until(lambda: http_ok(f"{self.etcd_url}/health"), process, "etcd", timeout=30)
+
+    def _start_apiserver(self, binary: Path) -> None:
+        pki = self.workdir / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        sa_key = pki / "service-account.key"
+        if not sa_key.exists():
+            subprocess.run(["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True)
+        tokens = pki / "tokens.csv"
+        tokens.write_text(f'{self.admin_token},loopback-admin,loopback-admin,"system:masters"\n')
+        tokens.chmod(0o600)
+        process = self._spawn(
+            "kube-apiserver",
+            [
+                str(binary),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={pki}",
+                f"--token-auth-file={tokens}",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.96.0.0/24",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={sa_key}",
+                f"--service-account-signing-key-file={sa_key}",
+                # No serviceaccount controller runs here, so pods must not wait for a default SA.
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--endpoint-reconciler-type=none",
+            ],
+        )
+        wait_until(
+            lambda: http_ok(f"{self.api_url}/readyz", self.admin_token), process, "kube-apiserver", timeout=120
+        )
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            # The serving certificate is self-signed by kube-apiserver for this run; the server is
+            # only reachable on loopback, so verification is skipped rather than plumbing its CA.
+            "clusters": [{"name": "loopback", "cluster": {"server": self.api_url, "insecure-skip-tls-verify": True}}],
+            "users": [{"name": "loopback-admin", "user": {"token": self.admin_token}}],
+            "contexts": [{"name": "loopback", "context": {"cluster": "loopback", "user": "loopback-admin"}}],
+            "current-context": "loopback",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    def _start_controller_manager(self, binary: Path) -> None:
+        port = free_port()
+        process = self._spawn(
+            "kube-controller-manager",
+            [
+                str(binary),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--controllers=garbagecollector,namespace",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'pki' / 'controller-manager'}",
+                "--concurrent-gc-syncs=5",
+            ],
+        )
+        wait_until(lambda: http_ok(f"https://127.0.0.1:{port}/healthz"), process, "kube-controller-manager", timeout=60)
+
+    def _start_livekit(self, binary: Path) -> None:
+        port, tcp_port = free_port(), free_port()
+        udp_start = 50000 + (os.getpid() * 7) % 10000
+        api_key = "lingo-" + secrets.token_hex(4)
+        api_secret = secrets.token_urlsafe(32)
+        config = {
+            "port": port,
+            "bind_addresses": ["127.0.0.1"],
+            "rtc": {
+                "tcp_port": tcp_port,
+                "port_range_start": udp_start,
+                "port_range_end": udp_start + 200,
+                "use_external_ip": False,
+                "node_ip": "127.0.0.1",
+                "enable_loopback_candidate": True,
+            },
+            "keys": {api_key: api_secret},
+            "logging": {"level": "info"},
+        }
+        config_file = self.workdir / "livekit.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        config_file.chmod(0o600)
+        process = self._spawn("livekit-server", [str(binary), f"--config={config_file}"])
+        http_url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(http_url), process, "livekit-server", timeout=60)
+        self.livekit = LiveKitEndpoint(
+            url=f"ws://127.0.0.1:{port}", http_url=http_url, api_key=api_key, api_secret=api_secret
+        )
+
+
+__all__ = ["LoopbackCluster", "LiveKitEndpoint", "StartupError"]

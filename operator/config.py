@@ -1,0 +1,101 @@
+"""Operator settings, read from the environment (the Helm chart sets these on the Deployment)."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, SecretStr
+
+
+class OperatorConfig(BaseModel):
+    # LiveKit: the URL the operator calls (RoomService), the one clients dial, and the one
+    # worker pods dial (in-cluster service DNS, usually).
+    livekit_api_url: str
+    livekit_public_url: str
+    livekit_worker_url: str
+    livekit_api_key: str
+    livekit_api_secret: SecretStr
+
+    # Public base URL of the REST facade; control_url = <base>/session-storage/sessions/<name>/control
+    facade_public_url: str = "http://127.0.0.1:8000"
+
+    worker_image: str = "ghcr.io/lingo-operator/translation-worker:0.1.0"
+    worker_image_gpu: str = "ghcr.io/lingo-operator/translation-worker:0.1.0-cuda"
+    worker_image_pull_policy: str = "IfNotPresent"
+    worker_command: list[str] = Field(default_factory=lambda: ["lingo-worker"])
+    worker_cpu_resources: dict = Field(
+        default_factory=lambda: {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    )
+    worker_gpu_resources: dict = Field(
+        default_factory=lambda: {
+            "requests": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"},
+            "limits": {"memory": "8Gi", "nvidia.com/gpu": "1"},
+        }
+    )
+    worker_node_selector: dict[str, str] = Field(default_factory=dict)
+    worker_gpu_node_selector: dict[str, str] = Field(default_factory=dict)
+    worker_tolerations: list[dict] = Field(default_factory=list)
+    worker_gpu_tolerations: list[dict] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    )
+    # A PVC holding GPU model weights, mounted read-only at /models in gpu-profile workers.
+    worker_gpu_models_pvc: str = ""
+    worker_service_account: str = ""
+
+    # How long an expired session stays visible before the operator deletes it (0: keep).
+    expired_retention_seconds: int = 3600
+    # Back-off for LiveKit errors, seconds.
+    retry_delay_seconds: float = 5.0
+
+
+def _env_json(name: str):
+    raw = os.environ.get(name)
+    return json.loads(raw) if raw else None
+
+
+@lru_cache(maxsize=1)
+def load_config() -> OperatorConfig:
+    """Build the config from LINGO_* variables. Missing LiveKit settings fail fast at startup."""
+    env = os.environ
+    values: dict = {
+        "livekit_api_url": env.get("LINGO_LIVEKIT_API_URL", env.get("LIVEKIT_URL", "")),
+        "livekit_public_url": env.get("LINGO_LIVEKIT_PUBLIC_URL", env.get("LIVEKIT_URL", "")),
+        "livekit_worker_url": env.get("LINGO_LIVEKIT_WORKER_URL", env.get("LIVEKIT_URL", "")),
+        "livekit_api_key": env.get("LIVEKIT_API_KEY", ""),
+        "livekit_api_secret": env.get("LIVEKIT_API_SECRET", ""),
+    }
+    missing = [k for k in ("livekit_api_url", "livekit_api_key", "livekit_api_secret") if not values[k]]
+    if missing:
+        raise RuntimeError(
+            "LiveKit is not configured: set LIVEKIT_URL (or LINGO_LIVEKIT_API_URL), LIVEKIT_API_KEY and "
+            "LIVEKIT_API_SECRET"
+        )
+    simple = {
+        "facade_public_url": "LINGO_FACADE_PUBLIC_URL",
+        "worker_image": "LINGO_WORKER_IMAGE",
+        "worker_image_gpu": "LINGO_WORKER_IMAGE_GPU",
+        "worker_image_pull_policy": "LINGO_WORKER_IMAGE_PULL_POLICY",
+        "worker_gpu_models_pvc": "LINGO_WORKER_GPU_MODELS_PVC",
+        "worker_service_account": "LINGO_WORKER_SERVICE_ACCOUNT",
+        "expired_retention_seconds": "LINGO_EXPIRED_RETENTION_SECONDS",
+        "retry_delay_seconds": "LINGO_RETRY_DELAY_SECONDS",
+    }
+    for field, var in simple.items():
+        if env.get(var):
+            values[field] = env[var]
+    structured = {
+        "worker_command": "LINGO_WORKER_COMMAND",
+        "worker_cpu_resources": "LINGO_WORKER_CPU_RESOURCES",
+        "worker_gpu_resources": "LINGO_WORKER_GPU_RESOURCES",
+        "worker_node_selector": "LINGO_WORKER_NODE_SELECTOR",
+        "worker_gpu_node_selector": "LINGO_WORKER_GPU_NODE_SELECTOR",
+        "worker_tolerations": "LINGO_WORKER_TOLERATIONS",
+        "worker_gpu_tolerations": "LINGO_WORKER_GPU_TOLERATIONS",
+    }
+    for field, var in structured.items():
+        parsed = _env_json(var)
+        if parsed is not None:
+            values[field] = parsed
+    return OperatorConfig(**values)

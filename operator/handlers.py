@@ -1,0 +1,362 @@
+"""kopf handlers: reconcile StreamingSessions into a LiveKit room, a tokens Secret and a worker Pod.
+
+Every step is idempotent (deterministic room name, create-or-adopt for owned objects), so a
+retry after an error, or an operator restart halfway through, converges to the same result.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+
+import kopf
+from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
+
+from lingo_api import resources as r
+from lingo_api.session_spec import SessionSpec
+from lingo_api.session_tokens import Role, mint_token, new_identity
+
+from .config import load_config
+from .kube import create_or_get, delete_ignoring_missing, new_api_client
+from .livekit_rooms import LiveKitUnavailable, RoomService
+from .session_status import SessionGone, TERMINAL_PHASES, set_condition, update_status
+from .worker_pod import owner_reference, session_labels, worker_pod_manifest
+
+SESSIONS = dict(group=r.GROUP, version=r.VERSION, plural=r.SESSION_PLURAL)
+WORKER_PODS = dict(labels={r.LABEL_MANAGED_BY: r.MANAGED_BY, r.LABEL_COMPONENT: r.WORKER_COMPONENT})
+
+log = logging.getLogger("lingo.operator")
+
+
+# -- startup -------------------------------------------------------------------------------
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
+    settings.persistence.finalizer = r.FINALIZER
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.networking.request_timeout = 30
+    config = load_config()
+    memo.config = config
+    memo.rooms = RoomService(
+        config.livekit_api_url, config.livekit_api_key, config.livekit_api_secret.get_secret_value()
+    )
+    memo.k8s = await new_api_client()
+    memo.core = CoreV1Api(memo.k8s)
+    memo.custom = CustomObjectsApi(memo.k8s)
+    log.info("operator ready; LiveKit at %s", config.livekit_api_url)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_):
+    await memo.rooms.close()
+    await memo.k8s.close()
+
+
+@kopf.on.probe(id="livekit")
+async def livekit_probe(memo: kopf.Memo, **_):
+    """Reported on the operator's /healthz liveness endpoint (kopf --liveness)."""
+    return {"url": memo.config.livekit_api_url}
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _parse_time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def expiry_of(meta, spec: SessionSpec) -> dt.datetime:
+    return _parse_time(meta["creationTimestamp"]) + dt.timedelta(seconds=spec.ttl_seconds)
+
+
+def control_url(config, namespace: str, name: str) -> str:
+    base = config.facade_public_url.rstrip("/")
+    ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    return f"{ws_base}/session-storage/sessions/{name}/control?namespace={namespace}"
+
+
+def _parse_spec(spec) -> SessionSpec:
+    try:
+        return SessionSpec.model_validate(dict(spec))
+    except ValueError as exc:
+        # The CRD schema should make this unreachable; if it happens, retrying will not help.
+        raise kopf.PermanentError(f"invalid spec: {exc}") from exc
+
+
+def _emit(body, flipped: bool, reason: str, message: str, warning: bool = False) -> None:
+    if flipped:
+        (kopf.warn if warning else kopf.info)(body, reason=reason, message=message)
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def tokens_secret_manifest(session: dict, spec: SessionSpec, config, room: str, expires_at: dt.datetime) -> dict:
+    name = session["metadata"]["name"]
+    secret = config.livekit_api_secret.get_secret_value()
+
+    def mint(role: Role, index: int) -> str:
+        return mint_token(
+            api_key=config.livekit_api_key, api_secret=secret, room=room, role=role,
+            identity=new_identity(role, index), session=name, expires_at=expires_at,
+        )
+
+    data = {
+        r.SECRET_PUBLISHER_TOKENS: json.dumps([mint(Role.PUBLISHER, i) for i in range(spec.publisher_count)]),
+        r.SECRET_SUBSCRIBER_TOKENS: json.dumps([mint(Role.SUBSCRIBER, i) for i in range(spec.subscriber_count)]),
+        r.SECRET_WORKER_TOKEN: mint(Role.WORKER, 0),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": r.tokens_secret_name(name),
+            "namespace": session["metadata"]["namespace"],
+            "labels": session_labels(session, "session-tokens"),
+            "ownerReferences": [owner_reference(session)],
+        },
+        "data": {key: _b64(value) for key, value in data.items()},
+    }
+
+
+# -- reconcile -----------------------------------------------------------------------------
+
+
+async def reconcile_session(body, memo: kopf.Memo, logger) -> None:
+    meta, config = body["metadata"], memo.config
+    name, namespace = meta["name"], meta["namespace"]
+    if meta.get("deletionTimestamp"):
+        return
+    phase = (body.get("status") or {}).get("phase")
+    if phase in TERMINAL_PHASES:
+        return
+    spec = _parse_spec(body["spec"])
+    expires_at = expiry_of(meta, spec)
+    remaining = (expires_at - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    if remaining <= 0:
+        await expire_session(body, memo, logger)
+        return
+    room = r.room_name(meta["uid"])
+    session = {"metadata": dict(meta), "spec": dict(body["spec"])}
+    session["metadata"]["labels"] = dict(meta.get("labels") or {})
+
+    def provisioning(status: dict, _):
+        status.update(
+            roomName=room,
+            streamUrl=config.livekit_public_url,
+            controlUrl=control_url(config, namespace, name),
+            tokensSecretName=r.tokens_secret_name(name),
+            workerPodName=r.worker_pod_name(name),
+            expiresAt=expires_at.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            observedGeneration=meta.get("generation"),
+        )
+
+    await update_status(memo.custom, namespace, name, provisioning)
+
+    # 1. The LiveKit room. Nothing else is made until it exists, so an outage leaves no debris.
+    try:
+        await memo.rooms.ensure_room(
+            room, empty_timeout=int(remaining) + 60, max_participants=spec.publisher_count + spec.subscriber_count + 1
+        )
+    except LiveKitUnavailable as exc:
+        message = str(exc)
+        flipped = await update_status(
+            memo.custom, namespace, name,
+            lambda s, _: set_condition(s, r.Condition.ROOM_READY, False, "LiveKitUnavailable", message),
+        )
+        _emit(body, flipped, "LiveKitUnavailable", message, warning=True)
+        raise kopf.TemporaryError(message, delay=config.retry_delay_seconds) from exc
+    flipped = await update_status(
+        memo.custom, namespace, name,
+        lambda s, _: set_condition(s, r.Condition.ROOM_READY, True, "RoomCreated", f"LiveKit room {room} exists"),
+    )
+    _emit(body, flipped, "RoomCreated", f"LiveKit room {room} exists")
+
+    # 2. The tokens Secret (adopted as-is if a previous attempt already wrote it).
+    secret_body = tokens_secret_manifest(session, spec, config, room, expires_at)
+    _, created = await create_or_get(
+        lambda ns, b: memo.core.create_namespaced_secret(ns, b),
+        lambda n, ns: memo.core.read_namespaced_secret(n, ns),
+        namespace, secret_body["metadata"]["name"], secret_body,
+    )
+    counts = f"{spec.publisher_count} publisher and {spec.subscriber_count} subscriber tokens"
+    message = f"{counts} in Secret {secret_body['metadata']['name']}"
+    flipped = await update_status(
+        memo.custom, namespace, name,
+        lambda s, _: set_condition(s, r.Condition.TOKENS_READY, True, "TokensIssued", message),
+    )
+    _emit(body, flipped, "TokensIssued", message)
+
+    # 3. The worker Pod. Its readiness is reported by the pod watcher below.
+    pod_body = worker_pod_manifest(session, spec, config, room)
+    _, created = await create_or_get(
+        lambda ns, b: memo.core.create_namespaced_pod(ns, b),
+        lambda n, ns: memo.core.read_namespaced_pod(n, ns),
+        namespace, pod_body["metadata"]["name"], pod_body,
+    )
+    if created:
+        kopf.info(body, reason="WorkerCreated", message=f"worker pod {pod_body['metadata']['name']} created")
+
+    def worker_starting(status: dict, _):
+        if not status.get("conditions") or not any(c["type"] == r.Condition.WORKER_READY for c in status["conditions"]):
+            set_condition(status, r.Condition.WORKER_READY, False, "WorkerStarting", "worker pod is starting")
+
+    await update_status(memo.custom, namespace, name, worker_starting)
+    logger.info("session %s/%s provisioned (room %s)", namespace, name, room)
+
+
+@kopf.on.create(**SESSIONS)
+@kopf.on.resume(**SESSIONS)
+async def session_created(body, memo: kopf.Memo, logger, **_):
+    await reconcile_session(body, memo, logger)
+
+
+@kopf.timer(**SESSIONS, interval=30, initial_delay=30, idle=15)
+async def session_drift(body, memo: kopf.Memo, logger, **_):
+    """Put back what disappeared behind our back: a room LiveKit lost, a deleted worker pod."""
+    status = body.get("status") or {}
+    if status.get("phase") != r.Phase.READY or body["metadata"].get("deletionTimestamp"):
+        return
+    room, namespace = status.get("roomName"), body["metadata"]["namespace"]
+    try:
+        room_missing = not await memo.rooms.room_exists(room)
+    except LiveKitUnavailable as exc:
+        logger.warning("cannot check room %s: %s", room, exc)
+        return
+    try:
+        await memo.core.read_namespaced_pod(status.get("workerPodName"), namespace)
+        pod_missing = False
+    except ApiException as exc:
+        pod_missing = exc.status == 404
+    if room_missing or pod_missing:
+        what = " and ".join(w for w, gone in (("room", room_missing), ("worker pod", pod_missing)) if gone)
+        kopf.warn(body, reason="Drift", message=f"{what} missing; recreating")
+        await reconcile_session(body, memo, logger)
+
+
+# -- expiry --------------------------------------------------------------------------------
+
+
+async def expire_session(body, memo: kopf.Memo, logger) -> None:
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    room = r.room_name(meta["uid"])
+    try:
+        await memo.rooms.delete_room(room)
+    except LiveKitUnavailable as exc:
+        raise kopf.TemporaryError(f"cannot delete room of expired session: {exc}", delay=memo.config.retry_delay_seconds)
+    await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), r.worker_pod_name(name), namespace)
+    await delete_ignoring_missing(
+        lambda n, ns: memo.core.delete_namespaced_secret(n, ns), r.tokens_secret_name(name), namespace
+    )
+
+    def expired(status: dict, _):
+        status["phase"] = r.Phase.EXPIRED
+        status["message"] = "session TTL elapsed; room, tokens and worker were removed"
+        for ctype in (r.Condition.ROOM_READY, r.Condition.TOKENS_READY, r.Condition.WORKER_READY):
+            set_condition(status, ctype, False, "Expired", "session TTL elapsed")
+
+    await update_status(memo.custom, namespace, name, expired)
+    kopf.info(body, reason="SessionExpired", message="TTL elapsed; room, tokens and worker removed")
+    logger.info("session %s/%s expired", namespace, name)
+
+
+@kopf.timer(**SESSIONS, interval=2, initial_delay=1)
+async def session_expiry(body, memo: kopf.Memo, logger, **_):
+    meta = body["metadata"]
+    if meta.get("deletionTimestamp"):
+        return
+    spec = _parse_spec(body["spec"])
+    expires_at = expiry_of(meta, spec)
+    now = dt.datetime.now(dt.timezone.utc)
+    phase = (body.get("status") or {}).get("phase")
+    if phase != r.Phase.EXPIRED:
+        if now >= expires_at:
+            await expire_session(body, memo, logger)
+        return
+    retention = memo.config.expired_retention_seconds
+    if retention > 0 and now >= expires_at + dt.timedelta(seconds=retention):
+        logger.info("deleting %s/%s: expired more than %ss ago", meta["namespace"], meta["name"], retention)
+        try:
+            await memo.custom.delete_namespaced_custom_object(
+                r.GROUP, r.VERSION, meta["namespace"], r.SESSION_PLURAL, meta["name"]
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+# -- deletion ------------------------------------------------------------------------------
+
+
+@kopf.on.delete(**SESSIONS)
+async def session_deleted(body, memo: kopf.Memo, logger, **_):
+    """The finalizer's work: remove the LiveKit room. The Secret and Pod go by garbage collection."""
+    meta = body["metadata"]
+    try:
+        await update_status(
+            memo.custom, meta["namespace"], meta["name"], lambda s, _: s.__setitem__("phase", r.Phase.TERMINATING)
+        )
+    except SessionGone:
+        return
+    try:
+        await memo.rooms.delete_room(r.room_name(meta["uid"]))
+    except LiveKitUnavailable as exc:
+        raise kopf.TemporaryError(f"room not deleted yet: {exc}", delay=memo.config.retry_delay_seconds)
+    logger.info("session %s/%s deleted; room removed", meta["namespace"], meta["name"])
+
+
+# -- worker readiness ----------------------------------------------------------------------
+
+
+def worker_condition(pod: dict) -> tuple[bool, str, str]:
+    status = pod.get("status") or {}
+    phase = status.get("phase", "Pending")
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    if ready:
+        return True, "WorkerReady", "worker is serving the control API"
+    if phase == "Failed":
+        return False, "WorkerFailed", status.get("message") or "worker pod failed"
+    scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+    if scheduled and scheduled.get("status") == "False":
+        return False, "WorkerUnschedulable", scheduled.get("message") or "no node can run the worker"
+    waiting = [
+        cs.get("state", {}).get("waiting") for cs in status.get("containerStatuses") or [] if cs.get("state", {}).get("waiting")
+    ]
+    if waiting:
+        return False, waiting[0].get("reason", "WorkerStarting"), waiting[0].get("message") or "worker is starting"
+    return False, "WorkerStarting", f"worker pod is {phase}"
+
+
+@kopf.on.event("", "v1", "pods", **WORKER_PODS)
+async def worker_pod_event(event, body, memo: kopf.Memo, logger, **_):
+    session_name = body["metadata"].get("labels", {}).get(r.LABEL_SESSION)
+    namespace = body["metadata"]["namespace"]
+    if not session_name:
+        return
+    if event.get("type") == "DELETED":
+        ready, reason, message = False, "WorkerDeleted", "worker pod was deleted"
+    else:
+        ready, reason, message = worker_condition(body)
+    pod_ip = (body.get("status") or {}).get("podIP")
+
+    def apply(status: dict, session: dict):
+        if status.get("phase") in TERMINAL_PHASES or session["metadata"].get("deletionTimestamp"):
+            return None
+        status["workerEndpoint"] = f"{pod_ip}:{r.WORKER_PORT}" if (pod_ip and ready) else ""
+        flipped = set_condition(status, r.Condition.WORKER_READY, ready, reason, message)
+        return session if flipped else None
+
+    try:
+        session = await update_status(memo.custom, namespace, session_name, apply)
+    except SessionGone:
+        return
+    if session is not None:
+        _emit(session, True, reason, message, warning=not ready and reason not in ("WorkerStarting", "WorkerDeleted"))

@@ -1,0 +1,36 @@
+"""Kubernetes client setup and create-or-adopt helpers for the objects a session owns."""
+
+from __future__ import annotations
+
+import os
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client import ApiException
+
+
+async def new_api_client() -> client.ApiClient:
+    """In a pod, the service account; elsewhere, $KUBECONFIG or ~/.kube/config."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config()
+        return client.ApiClient()
+    configuration = client.Configuration()
+    await config.load_kube_config(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+async def create_or_get(create, read, namespace: str, name: str, body: dict):
+    """Create the object, or read the existing one: a retried reconcile must not fail on 409."""
+    try:
+        return await create(namespace, body), True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return await read(name, namespace), False
+
+
+async def delete_ignoring_missing(delete, name: str, namespace: str) -> None:
+    try:
+        await delete(name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

@@ -1,0 +1,96 @@
+"""StreamingSession status: conditions and phase, written with optimistic concurrency.
+
+Two writers touch the status (the session reconciler and the worker-pod watcher), so every
+write reads the object, changes it and replaces the status at that resourceVersion,
+retrying on conflict instead of clobbering the other writer's conditions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+from kubernetes_asyncio.client import ApiException, CustomObjectsApi
+
+from lingo_api import resources as r
+
+TERMINAL_PHASES = (r.Phase.EXPIRED, r.Phase.TERMINATING, r.Phase.FAILED)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def get_condition(status: dict, ctype: str) -> dict | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == ctype), None)
+
+
+def condition_true(status: dict, ctype: str) -> bool:
+    condition = get_condition(status, ctype)
+    return bool(condition and condition.get("status") == "True")
+
+
+def set_condition(status: dict, ctype: str, state: bool | None, reason: str, message: str = "") -> bool:
+    """Set one condition; returns True when its status flipped (an event-worthy transition)."""
+    value = "Unknown" if state is None else ("True" if state else "False")
+    conditions = status.setdefault("conditions", [])
+    current = get_condition(status, ctype)
+    if current is None:
+        conditions.append(
+            {"type": ctype, "status": value, "reason": reason, "message": message, "lastTransitionTime": now_iso()}
+        )
+        return True
+    flipped = current.get("status") != value
+    if flipped:
+        current["lastTransitionTime"] = now_iso()
+    current.update(status=value, reason=reason, message=message)
+    return flipped
+
+
+def derive_phase(status: dict) -> str:
+    """Ready once the room and the tokens exist; the worker's readiness is its own condition."""
+    phase = status.get("phase")
+    if phase in TERMINAL_PHASES:
+        return phase
+    if condition_true(status, r.Condition.ROOM_READY) and condition_true(status, r.Condition.TOKENS_READY):
+        return r.Phase.READY
+    return r.Phase.PROVISIONING if status.get("conditions") else r.Phase.PENDING
+
+
+class SessionGone(Exception):
+    pass
+
+
+async def update_status(
+    api: CustomObjectsApi, namespace: str, name: str, mutate: Callable[[dict, dict], object], attempts: int = 8
+):
+    """Apply `mutate(status, session)` and write it back; returns whatever `mutate` returned.
+
+    Phase is re-derived after each mutation unless `mutate` set a terminal phase itself.
+    """
+    for _ in range(attempts):
+        try:
+            session = await api.get_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SessionGone(name) from exc
+            raise
+        status = dict(session.get("status") or {})
+        before = repr(status)
+        result = mutate(status, session)
+        status["phase"] = derive_phase(status)
+        if repr(status) == before:
+            return result
+        session["status"] = status
+        try:
+            await api.replace_namespaced_custom_object_status(
+                r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, name, session
+            )
+            return result
+        except ApiException as exc:
+            if exc.status == 409:
+                continue
+            if exc.status == 404:
+                raise SessionGone(name) from exc
+            raise
+    raise RuntimeError(f"status of {namespace}/{name} kept changing underneath; giving up for now")

@@ -1,0 +1,116 @@
+"""The per-session translation worker Pod, as a manifest owned by its StreamingSession."""
+
+from __future__ import annotations
+
+from lingo_api import resources as r
+from lingo_api.session_spec import SessionSpec, WorkerProfile
+
+from .config import OperatorConfig
+
+MODELS_MOUNT_PATH = "/models"
+
+
+def owner_reference(session: dict) -> dict:
+    meta = session["metadata"]
+    return {
+        "apiVersion": r.API_VERSION,
+        "kind": r.SESSION_KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def session_labels(session: dict, component: str) -> dict[str, str]:
+    labels = {
+        r.LABEL_SESSION: session["metadata"]["name"],
+        r.LABEL_MANAGED_BY: r.MANAGED_BY,
+        r.LABEL_COMPONENT: component,
+    }
+    client = session["metadata"].get("labels", {}).get(r.LABEL_CLIENT)
+    if client:
+        labels[r.LABEL_CLIENT] = client
+    return labels
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def worker_pod_manifest(session: dict, spec: SessionSpec, config: OperatorConfig, room: str) -> dict:
+    name = session["metadata"]["name"]
+    secret = r.tokens_secret_name(name)
+    gpu = spec.worker_profile == WorkerProfile.GPU.value
+    env = [
+        {"name": "LINGO_SESSION_NAME", "value": name},
+        {"name": "LINGO_ROOM", "value": room},
+        {"name": "LIVEKIT_URL", "value": config.livekit_worker_url},
+        {"name": "LINGO_SOURCE_LANGUAGE", "value": spec.source_language},
+        {"name": "LINGO_TARGET_LANGUAGES", "value": ",".join(spec.target_languages)},
+        {"name": "LINGO_WORKER_PROFILE", "value": spec.worker_profile},
+        {"name": "LINGO_WORKER_PORT", "value": str(r.WORKER_PORT)},
+        # The worker binds its own pod IP: on a real node that is the pod network, on the
+        # loopback kubelet it is a distinct 127.x address per pod.
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        _secret_env("LINGO_WORKER_TOKEN", secret, r.SECRET_WORKER_TOKEN),
+        _secret_env("LINGO_PUBLISHER_TOKENS", secret, r.SECRET_PUBLISHER_TOKENS),
+        _secret_env("LINGO_SUBSCRIBER_TOKENS", secret, r.SECRET_SUBSCRIBER_TOKENS),
+    ]
+    volumes = [{"name": "tmp", "emptyDir": {}}]
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    if gpu:
+        env.append({"name": "LINGO_MODEL_DIR", "value": MODELS_MOUNT_PATH})
+        if config.worker_gpu_models_pvc:
+            volumes.append(
+                {"name": "models", "persistentVolumeClaim": {"claimName": config.worker_gpu_models_pvc, "readOnly": True}}
+            )
+            mounts.append({"name": "models", "mountPath": MODELS_MOUNT_PATH, "readOnly": True})
+    probe = lambda path, period: {  # noqa: E731 - two probes, same shape
+        "httpGet": {"path": path, "port": "control"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
+    container = {
+        "name": "worker",
+        "image": config.worker_image_gpu if gpu else config.worker_image,
+        "imagePullPolicy": config.worker_image_pull_policy,
+        "command": list(config.worker_command),
+        "env": env,
+        "ports": [{"name": "control", "containerPort": r.WORKER_PORT, "protocol": "TCP"}],
+        "resources": config.worker_gpu_resources if gpu else config.worker_cpu_resources,
+        "readinessProbe": probe("/readyz", 2),
+        "livenessProbe": {**probe("/healthz", 10), "initialDelaySeconds": 30},
+        "volumeMounts": mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec = {
+        "containers": [container],
+        "volumes": volumes,
+        "restartPolicy": "Always",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 10,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "nodeSelector": dict(config.worker_gpu_node_selector if gpu else config.worker_node_selector),
+        "tolerations": list(config.worker_gpu_tolerations if gpu else config.worker_tolerations),
+    }
+    if config.worker_service_account:
+        pod_spec["serviceAccountName"] = config.worker_service_account
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": r.worker_pod_name(name),
+            "namespace": session["metadata"]["namespace"],
+            "labels": session_labels(session, r.WORKER_COMPONENT),
+            "ownerReferences": [owner_reference(session)],
+        },
+        "spec": pod_spec,
+    }

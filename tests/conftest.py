@@ -1,0 +1,82 @@
+"""Session-wide fixtures: a real control plane, livekit-server and operator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client, config
+
+from lingo_loopback.binaries import BinaryBuildError
+from lingo_loopback.cluster import LoopbackCluster
+from lingo_loopback.stack import kubectl_like_apply_crds, start_operator
+
+# The operator under test watches namespaces matching this glob; tests that run their own
+# operator (e.g. with LiveKit down) use namespaces outside it.
+TEST_NAMESPACE_PREFIX = "lingo-t-"
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    instance = LoopbackCluster()
+    try:
+        instance.start()
+    except BinaryBuildError as exc:
+        pytest.fail(f"cannot build the loopback servers: {exc}", pytrace=False)
+    kubectl_like_apply_crds(instance)
+    yield instance
+    instance.stop()
+    if os.environ.get("LINGO_KEEP_LOGS"):
+        print(f"\nloopback logs kept in {instance.log_dir}", file=sys.stderr)
+    else:
+        instance.cleanup()
+
+
+@pytest.fixture(scope="session")
+def facade_url() -> str:
+    """Where the facade will listen; chosen up front because the operator bakes it into control_url."""
+    from lingo_loopback.processes import free_port
+
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, facade_url):
+    process = start_operator(cluster, facade_url, namespaces=[f"{TEST_NAMESPACE_PREFIX}*"])
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+async def kube(cluster):
+    configuration = client.Configuration()
+    await config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def namespace(kube):
+    name = f"{TEST_NAMESPACE_PREFIX}{secrets.token_hex(3)}"
+    core = client.CoreV1Api(kube)
+    await core.create_namespace({"metadata": {"name": name}})
+    yield name
+    await core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def livekit(cluster):
+    return cluster.livekit
+
+
+def pytest_collection_modifyitems(config, items):
+    """Speech tests last: they are the slowest, and a failure elsewhere shows sooner."""
+    items.sort(key=lambda item: 1 if item.get_closest_marker("slow") else 0)
+
+
+__all__ = ["TEST_NAMESPACE_PREFIX", "asyncio", "Path"]

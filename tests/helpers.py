@@ -1,0 +1,80 @@
+"""Small async helpers the tests share: polling, session CRUD, Secret decoding."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from typing import Awaitable, Callable, TypeVar
+
+from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
+
+from lingo_api import resources as r
+
+T = TypeVar("T")
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 30, interval: float = 0.2, what: str = ""):
+    """Poll until `probe()` returns something truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = await probe()
+        except ApiException as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last: {last!r}"[:2000])
+
+
+def session_body(name: str, **spec) -> dict:
+    return {
+        "apiVersion": r.API_VERSION,
+        "kind": r.SESSION_KIND,
+        "metadata": {"name": name},
+        "spec": {"publisherCount": 1, "subscriberCount": 2, **spec},
+    }
+
+
+async def create_session(kube, namespace: str, name: str, **spec) -> dict:
+    return await CustomObjectsApi(kube).create_namespaced_custom_object(
+        r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, session_body(name, **spec)
+    )
+
+
+async def get_session(kube, namespace: str, name: str) -> dict:
+    return await CustomObjectsApi(kube).get_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, name)
+
+
+async def wait_for_phase(kube, namespace: str, name: str, phase: str, timeout: float = 30) -> dict:
+    async def probe():
+        session = await get_session(kube, namespace, name)
+        return session if (session.get("status") or {}).get("phase") == phase else None
+
+    return await eventually(probe, timeout, what=f"{namespace}/{name} to be {phase}")
+
+
+def condition(session: dict, ctype: str) -> dict:
+    return next(c for c in session["status"]["conditions"] if c["type"] == ctype)
+
+
+async def read_tokens(kube, namespace: str, session: str) -> dict[str, object]:
+    secret = await CoreV1Api(kube).read_namespaced_secret(r.tokens_secret_name(session), namespace)
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+    return {
+        "publisher": json.loads(decoded[r.SECRET_PUBLISHER_TOKENS]),
+        "subscriber": json.loads(decoded[r.SECRET_SUBSCRIBER_TOKENS]),
+        "worker": decoded[r.SECRET_WORKER_TOKEN],
+        "secret": secret,
+    }
+
+
+async def gone(read: Callable[[], Awaitable[object]]) -> bool:
+    try:
+        await read()
+    except ApiException as exc:
+        return exc.status == 404
+    return False
