@@ -13,7 +13,7 @@ from kubernetes_asyncio import client, config
 
 from lingo_loopback.binaries import BinaryBuildError
 from lingo_loopback.cluster import LoopbackCluster
-from lingo_loopback.stack import kubectl_like_apply_crds, start_operator
+from lingo_loopback.stack import start_operator
 
 # The operator under test watches namespaces matching this glob; tests that run their own
 # operator (e.g. with LiveKit down) use namespaces outside it.
@@ -27,7 +27,6 @@ def cluster():
         instance.start()
     except BinaryBuildError as exc:
         pytest.fail(f"cannot build the loopback servers: {exc}", pytrace=False)
-    kubectl_like_apply_crds(instance)
     yield instance
     instance.stop()
     if os.environ.get("LINGO_KEEP_LOGS"):

@@ -8,18 +8,26 @@ test or the dev stack needs worker pods to run.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from . import binaries
-from .processes import ManagedProcess, StartupError, free_port, http_ok, wait_until
+from .binaries import REPO_ROOT
+from .processes import INSECURE_TLS, ManagedProcess, StartupError, free_port, http_ok, wait_until
+
+
+CRD_DIR = REPO_ROOT / "crds"
 
 
 @dataclass
@@ -33,10 +41,11 @@ class LiveKitEndpoint:
 class LoopbackCluster:
     """Starts etcd, kube-apiserver, kube-controller-manager and livekit-server; stops them all."""
 
-    def __init__(self, workdir: Path | None = None, with_livekit: bool = True):
+    def __init__(self, workdir: Path | None = None, with_livekit: bool = True, crd_dir: Path | None = CRD_DIR):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="lingo-loopback-"))
         self.log_dir = self.workdir / "logs"
         self.with_livekit = with_livekit
+        self.crd_dir = crd_dir
         self.admin_token = secrets.token_urlsafe(32)
         self.api_port = free_port()
         self.api_url = f"https://127.0.0.1:{self.api_port}"
@@ -53,6 +62,10 @@ class LoopbackCluster:
             self._start_etcd()
             self._start_apiserver(k8s["kube-apiserver"])
             self._write_kubeconfig()
+            if self.crd_dir:
+                # Before the controller manager: its garbage collector only learns about new
+                # resource types at its next discovery resync, tens of seconds later.
+                self.install_crds(sorted(self.crd_dir.glob("*.yaml")))
             self._start_controller_manager(k8s["kube-controller-manager"])
             if livekit_server:
                 self._start_livekit(livekit_server)
@@ -78,6 +91,31 @@ class LoopbackCluster:
 
     def process_logs(self) -> dict[str, Path]:
         return {p.name: p.log_path for p in self._processes}
+
+    def install_crds(self, paths: list[Path]) -> None:
+        """Create each CRD (an existing one is kept) and wait until it is Established."""
+        headers = {"Authorization": f"Bearer {self.admin_token}", "Content-Type": "application/json"}
+        base = f"{self.api_url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        for path in paths:
+            crd = yaml.safe_load(path.read_text())
+            name = crd["metadata"]["name"]
+            body = json.dumps(crd).encode()
+            request = urllib.request.Request(base, data=body, headers=headers, method="POST")
+            try:
+                urllib.request.urlopen(request, context=INSECURE_TLS, timeout=10).close()
+            except urllib.error.HTTPError as exc:
+                if exc.code != 409:
+                    raise RuntimeError(f"creating CRD {name}: {exc.read().decode()[:500]}") from exc
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                request = urllib.request.Request(f"{base}/{name}", headers=headers)
+                with urllib.request.urlopen(request, context=INSECURE_TLS, timeout=10) as response:
+                    conditions = (json.load(response).get("status") or {}).get("conditions") or []
+                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError(f"CRD {name} not Established")
 
     # -- components ------------------------------------------------------------------------
 

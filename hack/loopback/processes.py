@@ -85,15 +85,16 @@ def wait_until(check: Callable[[], bool], process: ManagedProcess, what: str, ti
     raise StartupError(f"{what} was not ready after {timeout:.0f}s; log tail:\n{process.log_tail()}")
 
 
-_INSECURE = ssl.create_default_context()
-_INSECURE.check_hostname = False
-_INSECURE.verify_mode = ssl.CERT_NONE
+# Loopback-only servers with throwaway self-signed certificates.
+INSECURE_TLS = ssl.create_default_context()
+INSECURE_TLS.check_hostname = False
+INSECURE_TLS.verify_mode = ssl.CERT_NONE
 
 
 def http_ok(url: str, token: str | None = None) -> bool:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
-    context = _INSECURE if url.startswith("https") else None
+    context = INSECURE_TLS if url.startswith("https") else None
     with urllib.request.urlopen(request, timeout=2, context=context) as response:
         return response.status == 200
