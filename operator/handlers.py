@@ -16,10 +16,11 @@ from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
 from lingo_api import resources as r
 from lingo_api.session_spec import SessionSpec
+from lingo_api.kube_client import new_api_client
 from lingo_api.session_tokens import Role, mint_token, new_identity
 
 from .config import load_config
-from .kube import create_or_get, delete_ignoring_missing, new_api_client
+from .kube import create_or_get, delete_ignoring_missing
 from .livekit_rooms import LiveKitUnavailable, RoomService
 from .session_status import SessionGone, TERMINAL_PHASES, set_condition, update_status
 from .worker_pod import owner_reference, session_labels, worker_pod_manifest

@@ -1,21 +1,8 @@
-"""Kubernetes client setup and create-or-adopt helpers for the objects a session owns."""
+"""Create-or-adopt helpers for the objects a session owns."""
 
 from __future__ import annotations
 
-import os
-
-from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiException
-
-
-async def new_api_client() -> client.ApiClient:
-    """In a pod, the service account; elsewhere, $KUBECONFIG or ~/.kube/config."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        config.load_incluster_config()
-        return client.ApiClient()
-    configuration = client.Configuration()
-    await config.load_kube_config(client_configuration=configuration)
-    return client.ApiClient(configuration)
 
 
 async def create_or_get(create, read, namespace: str, name: str, body: dict):

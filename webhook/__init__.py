@@ -1,0 +1,1 @@
+"""The REST facade: POST /session-storage/sessions and friends, over the StreamingSession CRD."""

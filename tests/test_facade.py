@@ -1,0 +1,234 @@
+"""The REST facade as a real process, over the real control plane, operator and livekit-server."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import aiohttp
+import pytest
+from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
+from livekit import rtc
+
+from lingo_api import resources as r
+from lingo_loopback.processes import free_port
+from lingo_loopback.stack import start_facade
+from lingo_webhook.clients import api_client_manifest, hash_secret
+
+from .conftest import TEST_NAMESPACE_PREFIX
+from .helpers import eventually, gone
+
+SESSIONS = "/session-storage/sessions"
+ACME = ("acme", secrets.token_urlsafe(24))
+OTHER = ("other", secrets.token_urlsafe(24))
+
+
+async def register_client(kube, namespace: str, client: tuple[str, str], max_sessions: int) -> None:
+    manifest = api_client_manifest(client[0], hash_secret(client[1]), max_sessions, namespace)
+    await CustomObjectsApi(kube).create_namespaced_custom_object(
+        r.GROUP, r.VERSION, namespace, r.API_CLIENT_PLURAL, manifest
+    )
+
+
+def auth(client: tuple[str, str]) -> dict[str, str]:
+    return {"ClientID": client[0], "ClientSecret": client[1]}
+
+
+@pytest.fixture(scope="module")
+async def facade_ns(kube):
+    name = f"{TEST_NAMESPACE_PREFIX}facade-{secrets.token_hex(2)}"
+    await CoreV1Api(kube).create_namespace({"metadata": {"name": name}})
+    await register_client(kube, name, ACME, max_sessions=6)
+    await register_client(kube, name, OTHER, max_sessions=1)
+    yield name
+    await CoreV1Api(kube).delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def facade(cluster, operator, facade_url, facade_ns):
+    port = int(facade_url.rsplit(":", 1)[1])
+    process = start_facade(cluster, port, facade_ns)
+    yield facade_url
+    process.stop()
+
+
+@pytest.fixture
+async def http(facade):
+    async with aiohttp.ClientSession(base_url=facade) as session:
+        yield session
+
+
+async def create(http, client=ACME, data=None) -> tuple[int, dict]:
+    async with http.post(SESSIONS, json={"data": data or {"publisher_count": 1, "subscriber_count": 3}},
+                         headers=auth(client)) as response:
+        return response.status, await response.json()
+
+
+async def test_create_returns_tokens_that_livekit_accepts(http, livekit):
+    status, body = await create(http)
+    assert status == 200, body
+    data = body["data"]
+    assert body["ok"] is True
+    assert len(data["publisher"]) == 1 and len(data["subscriber"]) == 3
+    assert data["room_name"].startswith("lingo-") and data["stream_url"] == livekit.url
+    assert data["control_url"].startswith("ws://") and f"/sessions/{data['session_id']}/control" in data["control_url"]
+
+    room = rtc.Room()
+    await room.connect(data["stream_url"], data["publisher"][0])
+    try:
+        assert room.name == data["room_name"]
+        source = rtc.AudioSource(16000, 1)
+        track = rtc.LocalAudioTrack.create_audio_track("mic", source)
+        publication = await room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        )
+        assert publication.sid
+    finally:
+        await room.disconnect()
+
+    listener = rtc.Room()
+    await listener.connect(data["stream_url"], data["subscriber"][0])
+    try:
+        with pytest.raises(Exception):
+            track = rtc.LocalAudioTrack.create_audio_track("mic", rtc.AudioSource(16000, 1))
+            await asyncio.wait_for(listener.local_participant.publish_track(track), 10)
+    finally:
+        await listener.disconnect()
+
+
+async def test_list_get_delete_and_ownership(http, kube, facade_ns):
+    status, body = await create(http, data={"publisher_count": 1, "subscriber_count": 0, "target_languages": ["ca"],
+                                            "ttl_seconds": 600})
+    assert status == 200, body
+    session_id = body["data"]["session_id"]
+
+    async with http.get(SESSIONS, headers=auth(ACME)) as response:
+        listed = await response.json()
+    assert response.status == 200 and session_id in [s["session_id"] for s in listed["data"]]
+    async with http.get(SESSIONS, headers=auth(OTHER)) as response:
+        assert session_id not in [s["session_id"] for s in (await response.json())["data"]]
+
+    async with http.get(f"{SESSIONS}/{session_id}", headers=auth(ACME)) as response:
+        described = (await response.json())["data"]
+    assert described["phase"] == "Ready" and described["target_languages"] == ["ca"]
+    assert "publisher" not in described, "tokens are only returned at creation"
+
+    for method in ("GET", "DELETE"):
+        async with http.request(method, f"{SESSIONS}/{session_id}", headers=auth(OTHER)) as response:
+            assert response.status == 403
+            assert (await response.json())["error"]["code"] == "forbidden"
+    async with http.get(f"{SESSIONS}/ss-nope", headers=auth(ACME)) as response:
+        assert response.status == 404 and (await response.json())["ok"] is False
+
+    async with http.delete(f"{SESSIONS}/{session_id}", headers=auth(ACME)) as response:
+        assert response.status == 200 and (await response.json())["data"]["deleted"] is True
+    custom = CustomObjectsApi(kube)
+    await eventually(lambda: gone(lambda: custom.get_namespaced_custom_object(
+        r.GROUP, r.VERSION, facade_ns, r.SESSION_PLURAL, session_id)), what="session deleted")
+
+
+@pytest.mark.parametrize("headers", [{}, {"ClientID": "acme"}, {"ClientID": "acme", "ClientSecret": "wrong"},
+                                     {"ClientID": "nobody", "ClientSecret": "whatever"}])
+async def test_bad_credentials_get_401(http, headers):
+    async with http.post(SESSIONS, json={"data": {"publisher_count": 1}}, headers=headers) as response:
+        body = await response.json()
+    assert response.status == 401 and body == {"ok": False, "error": body["error"]}
+    assert body["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("payload, code", [
+    (b"not json", "invalid_json"),
+    (b"[1, 2]", "invalid_body"),
+    (b'{"data": {"publisher_count": "many"}}', "validation_error"),
+    (b'{"data": {"publisher_count": 0}}', "validation_error"),
+    (b'{"data": {"publisher_count": 1, "subscriber_count": 100000}}', "validation_error"),
+    (b'{"data": {"publisher_count": 1, "colour": "blue"}}', "validation_error"),
+    (b'{"data": {"publisher_count": 1}, "extra": 1}', "validation_error"),
+    (b'{"data": {"publisher_count": 1, "target_languages": ["es", "es"]}}', "validation_error"),
+    (b'{}', "validation_error"),
+])
+async def test_bad_bodies_get_422(http, payload, code):
+    async with http.post(SESSIONS, data=payload, headers={**auth(ACME), "Content-Type": "application/json"}) as response:
+        body = await response.json()
+    assert response.status == 422, body
+    assert body["ok"] is False and body["error"]["code"] == code
+
+
+async def test_oversized_body_gets_413(http):
+    payload = b'{"data": {"publisher_count": 1, "pad": "' + b"x" * 100_000 + b'"}}'
+    async with http.post(SESSIONS, data=payload, headers={**auth(ACME), "Content-Type": "application/json"}) as response:
+        assert response.status == 413
+        assert (await response.json())["error"]["code"] == "payload_too_large"
+
+
+async def test_unknown_route_and_method_are_json(http):
+    async with http.get("/nope") as response:
+        assert response.status == 404 and (await response.json())["ok"] is False
+    async with http.put(SESSIONS) as response:
+        assert response.status == 405 and (await response.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_quota_gives_429(http):
+    status, body = await create(http, client=OTHER)
+    assert status == 200, body
+    status, body = await create(http, client=OTHER)
+    assert status == 429 and body["error"]["code"] == "quota_exceeded"
+    async with http.delete(f"{SESSIONS}/{(await _first_session(http, OTHER))}", headers=auth(OTHER)):
+        pass
+
+
+async def _first_session(http, client) -> str:
+    async with http.get(SESSIONS, headers=auth(client)) as response:
+        return (await response.json())["data"][0]["session_id"]
+
+
+async def test_concurrent_creates_get_distinct_rooms(http):
+    results = await asyncio.gather(*(create(http, data={"publisher_count": 1, "subscriber_count": 1})
+                                     for _ in range(4)))
+    assert all(status == 200 for status, _ in results), results
+    rooms = {body["data"]["room_name"] for _, body in results}
+    assert len(rooms) == 4
+    for _, body in results:
+        async with http.delete(f"{SESSIONS}/{body['data']['session_id']}", headers=auth(ACME)) as response:
+            assert response.status == 200
+
+
+async def test_not_ready_in_time_gives_503_and_cleans_up(cluster, kube):
+    """A facade whose namespace no operator watches: the session never becomes ready."""
+    namespace = f"unwatched-{secrets.token_hex(3)}"
+    await CoreV1Api(kube).create_namespace({"metadata": {"name": namespace}})
+    await register_client(kube, namespace, ACME, max_sessions=2)
+    port = free_port()
+    process = start_facade(cluster, port, namespace, ready_timeout=1.5, name="facade-unwatched")
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
+            status, body = await create(http)
+        assert status == 503 and body["error"]["code"] == "session_not_ready"
+        listing = await CustomObjectsApi(kube).list_namespaced_custom_object(
+            r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL)
+        assert listing["items"] == []
+    finally:
+        process.stop()
+        await CoreV1Api(kube).delete_namespace(namespace)
+
+
+async def test_openapi_and_health(http):
+    async with http.get("/session-storage/openapi.json") as response:
+        document = await response.json()
+    assert document["openapi"].startswith("3.") and "/session-storage/sessions" in document["paths"]
+    for path in ("/healthz", "/readyz"):
+        async with http.get(path) as response:
+            assert response.status == 200
+
+
+async def test_logs_never_contain_secrets(cluster, http):
+    status, body = await create(http)
+    assert status == 200
+    tokens = body["data"]["publisher"] + body["data"]["subscriber"]
+    logs = list(cluster.log_dir.glob("*.log"))
+    assert any(p.name == "facade.log" for p in logs) and any(p.name == "operator.log" for p in logs)
+    for path in logs:
+        name, text = path.name, path.read_text(errors="replace")
+        assert ACME[1] not in text and OTHER[1] not in text, f"client secret in {name} log"
+        assert not any(token in text for token in tokens), f"session token in {name} log"
+        assert cluster.livekit.api_secret not in text, f"LiveKit secret in {name} log"

@@ -1,0 +1,153 @@
+"""aiohttp application of the REST facade."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi, VersionApi
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lingo_api.session_spec import SessionSpec
+
+from .clients import Client, ClientRegistry
+from .control_proxy import proxy_control
+from .errors import ApiError, json_errors, ok_response
+from .openapi import openapi_document
+from .session_store import SessionStore, describe
+
+log = logging.getLogger("lingo.webhook")
+
+MAX_BODY_BYTES = 16 * 1024
+BASE = "/session-storage"
+
+
+class CreateSessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: SessionSpec
+
+
+@dataclass
+class FacadeConfig:
+    namespace: str = "default"
+    clients_namespace: str = "default"
+    ready_timeout_seconds: float = 15.0
+
+    @classmethod
+    def from_env(cls) -> "FacadeConfig":
+        namespace = os.environ.get("LINGO_SESSIONS_NAMESPACE", "default")
+        return cls(
+            namespace=namespace,
+            clients_namespace=os.environ.get("LINGO_CLIENTS_NAMESPACE", namespace),
+            ready_timeout_seconds=float(os.environ.get("LINGO_READY_TIMEOUT_SECONDS", "15")),
+        )
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Method, path without the query string (control URLs may carry a token), status, time."""
+
+    def log(self, request, response, duration):
+        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, duration * 1000)
+
+
+async def authenticate(request: web.Request) -> Client:
+    client_id, secret = request.headers.get("ClientID"), request.headers.get("ClientSecret")
+    if not client_id or not secret:
+        raise ApiError(401, "unauthorized", "ClientID and ClientSecret headers are required")
+    client = await request.app["clients"].authenticate(client_id, secret)
+    if client is None:
+        raise ApiError(401, "unauthorized", "unknown client or wrong secret")
+    return client
+
+
+async def parse_create_body(request: web.Request) -> SessionSpec:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
+    raw = await request.read()
+    try:
+        payload = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(422, "invalid_json", "body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(422, "invalid_body", 'body must be a JSON object like {"data": {"publisher_count": 1}}')
+    try:
+        return CreateSessionRequest.model_validate(payload).data
+    except ValidationError as exc:
+        details = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        raise ApiError(422, "validation_error", "request body is invalid", details) from None
+
+
+async def create_session(request: web.Request) -> web.Response:
+    client = await authenticate(request)
+    spec = await parse_create_body(request)
+    started = time.perf_counter()
+    session, tokens = await request.app["store"].create(client.client_id, client.max_sessions, spec)
+    summary = describe(session)
+    log.info("client %s created session %s in %.0f ms", client.client_id, summary["session_id"],
+             (time.perf_counter() - started) * 1000)
+    return ok_response({
+        "session_id": summary["session_id"],
+        "publisher": tokens["publisher"],
+        "subscriber": tokens["subscriber"],
+        "room_name": summary["room_name"],
+        "stream_url": summary["stream_url"],
+        "control_url": summary["control_url"],
+        "expires_at": summary["expires_at"],
+        "worker_ready": summary["worker_ready"],
+    })
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    client = await authenticate(request)
+    return ok_response([describe(s) for s in await request.app["store"].list_for(client.client_id)])
+
+
+async def get_session(request: web.Request) -> web.Response:
+    client = await authenticate(request)
+    return ok_response(describe(await request.app["store"].get_owned(client.client_id, request.match_info["id"])))
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    client = await authenticate(request)
+    session = await request.app["store"].get_owned(client.client_id, request.match_info["id"])
+    await request.app["store"].delete(session["metadata"]["name"])
+    return ok_response({"session_id": session["metadata"]["name"], "deleted": True})
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return ok_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await VersionApi(request.app["k8s"]).get_code(_request_timeout=3)
+    except Exception:
+        raise ApiError(503, "not_ready", "the Kubernetes API is not reachable") from None
+    return ok_response({"status": "ready"})
+
+
+async def openapi(_: web.Request) -> web.Response:
+    return web.json_response(openapi_document(CreateSessionRequest))
+
+
+def build_app(k8s_client, config: FacadeConfig) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    custom, core = CustomObjectsApi(k8s_client), CoreV1Api(k8s_client)
+    app["k8s"] = k8s_client
+    app["config"] = config
+    app["clients"] = ClientRegistry(custom, config.clients_namespace)
+    app["store"] = SessionStore(custom, core, config.namespace, config.ready_timeout_seconds)
+    app.router.add_post(f"{BASE}/sessions", create_session)
+    app.router.add_get(f"{BASE}/sessions", list_sessions)
+    app.router.add_get(f"{BASE}/sessions/{{id}}", get_session)
+    app.router.add_delete(f"{BASE}/sessions/{{id}}", delete_session)
+    app.router.add_get(f"{BASE}/sessions/{{id}}/control", proxy_control)
+    app.router.add_get(f"{BASE}/openapi.json", openapi)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

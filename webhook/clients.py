@@ -1,0 +1,122 @@
+"""Registered API clients (ApiClient resources) and how their secrets are checked.
+
+Secrets are stored only as `scrypt$<salt>$<hash>`. Every check, including one for an unknown
+client ID, runs the same scrypt and a constant-time comparison, so timing does not reveal
+which client IDs exist.
+
+`python -m lingo_webhook.clients manifest CLIENT_ID [--max-sessions N]` prints an ApiClient
+manifest with a fresh random secret (shown once on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+
+import yaml
+from kubernetes_asyncio.client import CustomObjectsApi
+
+from lingo_api import resources as r
+
+_SCRYPT = dict(n=2**14, r=8, p=1, dklen=32)
+
+
+def hash_secret(secret: str, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def secret_matches(secret: str, stored: str) -> bool:
+    try:
+        scheme, salt_hex, digest_hex = stored.split("$")
+        salt, expected = bytes.fromhex(salt_hex), bytes.fromhex(digest_hex)
+    except ValueError:
+        return False
+    actual = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+    return scheme == "scrypt" and hmac.compare_digest(actual, expected)
+
+
+# Compared against when the client ID is unknown, so both paths cost the same.
+_DECOY_HASH = hash_secret(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    secret_hash: str
+    max_sessions: int
+    disabled: bool
+
+
+class ClientRegistry:
+    """ApiClient resources of one namespace, re-read at most every `ttl` seconds."""
+
+    def __init__(self, custom: CustomObjectsApi, namespace: str, ttl: float = 5.0):
+        self._custom, self._namespace, self._ttl = custom, namespace, ttl
+        self._clients: dict[str, Client] = {}
+        self._loaded_at = -1e9
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._loaded_at < self._ttl:
+                return
+            listing = await self._custom.list_namespaced_custom_object(
+                r.GROUP, r.VERSION, self._namespace, r.API_CLIENT_PLURAL
+            )
+            clients = {}
+            for item in listing.get("items", []):
+                spec = item.get("spec") or {}
+                if "clientId" in spec and "secretHash" in spec:
+                    clients[spec["clientId"]] = Client(
+                        spec["clientId"], spec["secretHash"], int(spec.get("maxConcurrentSessions", 10)),
+                        bool(spec.get("disabled", False)),
+                    )
+            self._clients, self._loaded_at = clients, time.monotonic()
+
+    async def authenticate(self, client_id: str, secret: str) -> Client | None:
+        await self._refresh()
+        client = self._clients.get(client_id)
+        # scrypt is CPU-bound (~50 ms); keep the event loop free for other requests.
+        matches = await asyncio.to_thread(secret_matches, secret, client.secret_hash if client else _DECOY_HASH)
+        if client is None or client.disabled or not matches:
+            return None
+        return client
+
+
+def api_client_manifest(client_id: str, secret_hash: str, max_sessions: int, namespace: str | None) -> dict:
+    metadata: dict = {"name": client_id.lower().replace("_", "-").replace(".", "-")}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": r.API_VERSION,
+        "kind": r.API_CLIENT_KIND,
+        "metadata": metadata,
+        "spec": {"clientId": client_id, "secretHash": secret_hash, "maxConcurrentSessions": max_sessions},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lingo_webhook.clients")
+    sub = parser.add_subparsers(dest="command", required=True)
+    make = sub.add_parser("manifest", help="print an ApiClient manifest with a new secret")
+    make.add_argument("client_id")
+    make.add_argument("--max-sessions", type=int, default=10)
+    make.add_argument("--namespace", default=None)
+    make.add_argument("--secret", default=None, help="use this secret instead of a random one")
+    args = parser.parse_args(argv)
+    secret = args.secret or secrets.token_urlsafe(32)
+    print(yaml.safe_dump(api_client_manifest(args.client_id, hash_secret(secret), args.max_sessions, args.namespace)))
+    if not args.secret:
+        print(f"# ClientSecret for {args.client_id} (shown once): {secret}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Every failure leaves the facade as JSON {"ok": false, "error": {"code", "message"}}."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+log = logging.getLogger("lingo.webhook")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: object | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def error_response(status: int, code: str, message: str, details: object | None = None) -> web.Response:
+    error: dict = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return web.json_response({"ok": False, "error": error}, status=status)
+
+
+def ok_response(data: object, status: int = 200) -> web.Response:
+    return web.json_response({"ok": True, "data": data}, status=status)
+
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
+}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason or code.replace("_", " "))
+    except Exception:
+        # The trace goes to the log (which never carries secrets), not to the client.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error; see the facade log")

@@ -1,0 +1,89 @@
+"""The facade's OpenAPI 3.1 document, with request schemas generated from the pydantic models."""
+
+from __future__ import annotations
+
+_ERROR = {
+    "type": "object",
+    "required": ["ok", "error"],
+    "properties": {
+        "ok": {"const": False},
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+        },
+    },
+}
+
+_CREATED = {
+    "type": "object",
+    "required": ["ok", "data"],
+    "properties": {
+        "ok": {"const": True},
+        "data": {
+            "type": "object",
+            "required": ["publisher", "subscriber", "room_name", "stream_url", "control_url"],
+            "properties": {
+                "session_id": {"type": "string"},
+                "publisher": {"type": "array", "items": {"type": "string"}, "description": "publisher JWTs"},
+                "subscriber": {"type": "array", "items": {"type": "string"}, "description": "subscriber JWTs"},
+                "room_name": {"type": "string"},
+                "stream_url": {"type": "string", "description": "LiveKit URL to connect to with a token"},
+                "control_url": {"type": "string", "description": "WebSocket of the translation control API"},
+                "expires_at": {"type": "string", "format": "date-time"},
+                "worker_ready": {"type": "boolean"},
+            },
+        },
+    },
+}
+
+
+def _errors(*statuses: int) -> dict:
+    return {str(s): {"description": "error", "content": {"application/json": {"schema": _ERROR}}} for s in statuses}
+
+
+def openapi_document(create_model) -> dict:
+    auth = [{"ClientID": [], "ClientSecret": []}]
+    session_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    ok_any = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Lingo Operator session storage API", "version": "v1alpha1"},
+        "components": {
+            "securitySchemes": {
+                "ClientID": {"type": "apiKey", "in": "header", "name": "ClientID"},
+                "ClientSecret": {"type": "apiKey", "in": "header", "name": "ClientSecret"},
+            },
+            "schemas": {"CreateSessionRequest": create_model.model_json_schema(by_alias=False), "Error": _ERROR},
+        },
+        "paths": {
+            "/session-storage/sessions": {
+                "post": {
+                    "summary": "Create a translation session and return its tokens",
+                    "security": auth,
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/CreateSessionRequest"}}}},
+                    "responses": {"200": {"description": "session ready to join",
+                                          "content": {"application/json": {"schema": _CREATED}}},
+                                  **_errors(401, 413, 422, 429, 503)},
+                },
+                "get": {"summary": "List this client's sessions", "security": auth,
+                        "responses": {"200": ok_any, **_errors(401)}},
+            },
+            "/session-storage/sessions/{id}": {
+                "parameters": [session_id],
+                "get": {"summary": "Describe one session", "security": auth,
+                        "responses": {"200": ok_any, **_errors(401, 403, 404)}},
+                "delete": {"summary": "Delete a session (room, tokens and worker go with it)", "security": auth,
+                           "responses": {"200": ok_any, **_errors(401, 403, 404)}},
+            },
+            "/session-storage/sessions/{id}/control": {
+                "parameters": [session_id, {"name": "token", "in": "query", "schema": {"type": "string"}}],
+                "get": {"summary": "WebSocket: translation control API (relayed to the session's worker)",
+                        "responses": {"101": {"description": "switching protocols"}, **_errors(404, 502, 503)}},
+            },
+            "/healthz": {"get": {"summary": "liveness", "responses": {"200": ok_any}}},
+            "/readyz": {"get": {"summary": "readiness (Kubernetes API reachable)",
+                                "responses": {"200": ok_any, **_errors(503)}}},
+        },
+    }

@@ -1,0 +1,161 @@
+"""Sessions as the facade sees them: StreamingSession resources labelled with their client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections import defaultdict
+
+from kubernetes_asyncio import watch
+from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
+
+from lingo_api import resources as r
+from lingo_api.session_spec import SessionSpec
+
+from .errors import ApiError
+
+log = logging.getLogger("lingo.webhook")
+
+ACTIVE_PHASES = (None, r.Phase.PENDING, r.Phase.PROVISIONING, r.Phase.READY)
+
+
+def _condition(session: dict, ctype: str) -> dict:
+    for c in (session.get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return c
+    return {}
+
+
+def is_usable(session: dict) -> bool:
+    """Room and tokens exist: the client can join. The worker may still be starting."""
+    return all(_condition(session, c).get("status") == "True" for c in (r.Condition.ROOM_READY, r.Condition.TOKENS_READY))
+
+
+def describe(session: dict) -> dict:
+    meta, spec, status = session["metadata"], session.get("spec") or {}, session.get("status") or {}
+    return {
+        "session_id": meta["name"],
+        "phase": status.get("phase", r.Phase.PENDING),
+        "room_name": status.get("roomName"),
+        "stream_url": status.get("streamUrl"),
+        "control_url": status.get("controlUrl"),
+        "publisher_count": spec.get("publisherCount"),
+        "subscriber_count": spec.get("subscriberCount"),
+        "source_language": spec.get("sourceLanguage"),
+        "target_languages": spec.get("targetLanguages"),
+        "worker_profile": spec.get("workerProfile"),
+        "worker_ready": _condition(session, r.Condition.WORKER_READY).get("status") == "True",
+        "created_at": meta.get("creationTimestamp"),
+        "expires_at": status.get("expiresAt"),
+        "conditions": [
+            {k: c.get(k) for k in ("type", "status", "reason", "message")} for c in status.get("conditions") or []
+        ],
+    }
+
+
+class SessionStore:
+    def __init__(self, custom: CustomObjectsApi, core: CoreV1Api, namespace: str, ready_timeout: float):
+        self.custom, self.core, self.namespace, self.ready_timeout = custom, core, namespace, ready_timeout
+        # Serialises quota check + create per client within this replica.
+        self._client_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def list_for(self, client_id: str) -> list[dict]:
+        listing = await self.custom.list_namespaced_custom_object(
+            r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, label_selector=f"{r.LABEL_CLIENT}={client_id}"
+        )
+        return sorted(listing.get("items", []), key=lambda s: s["metadata"].get("creationTimestamp", ""))
+
+    async def get_owned(self, client_id: str, session_id: str) -> dict:
+        try:
+            session = await self.custom.get_namespaced_custom_object(
+                r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, session_id
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise ApiError(404, "session_not_found", f"no session '{session_id}'") from exc
+            raise
+        if (session["metadata"].get("labels") or {}).get(r.LABEL_CLIENT) != client_id:
+            raise ApiError(403, "forbidden", "this session belongs to another client")
+        return session
+
+    async def delete(self, session_id: str) -> None:
+        try:
+            await self.custom.delete_namespaced_custom_object(
+                r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, session_id
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def create(self, client_id: str, max_sessions: int, spec: SessionSpec) -> tuple[dict, dict]:
+        """Create a session and wait until it can be joined; returns (session, tokens)."""
+        async with self._client_locks[client_id]:
+            active = [s for s in await self.list_for(client_id) if (s.get("status") or {}).get("phase") in ACTIVE_PHASES]
+            if len(active) >= max_sessions:
+                raise ApiError(429, "quota_exceeded", f"client has {len(active)} active sessions (limit {max_sessions})")
+            body = {
+                "apiVersion": r.API_VERSION,
+                "kind": r.SESSION_KIND,
+                "metadata": {"generateName": "ss-", "labels": {r.LABEL_CLIENT: client_id}},
+                "spec": spec.to_crd(),
+            }
+            created = await self.custom.create_namespaced_custom_object(
+                r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, body
+            )
+        name = created["metadata"]["name"]
+        try:
+            session = await asyncio.wait_for(self._wait_usable(created), self.ready_timeout)
+            tokens = await self._read_tokens(name)
+        except (asyncio.TimeoutError, ApiError) as exc:
+            # Never leave a half-made session behind: the finalizer also removes its room.
+            await self.delete(name)
+            if isinstance(exc, ApiError):
+                raise
+            raise ApiError(503, "session_not_ready", f"session was not ready within {self.ready_timeout:.0f}s; "
+                           "it has been deleted, please retry") from None
+        except BaseException:
+            await self.delete(name)
+            raise
+        return session, tokens
+
+    async def _wait_usable(self, created: dict) -> dict:
+        name = created["metadata"]["name"]
+        resource_version = created["metadata"]["resourceVersion"]
+        while True:
+            stream = watch.Watch()
+            try:
+                async with stream.stream(
+                    self.custom.list_namespaced_custom_object, r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL,
+                    field_selector=f"metadata.name={name}", resource_version=resource_version, timeout_seconds=60,
+                ) as events:
+                    async for event in events:
+                        session = event["object"]
+                        if event["type"] == "DELETED":
+                            raise ApiError(503, "session_deleted", "the session was deleted while being created")
+                        resource_version = session["metadata"]["resourceVersion"]
+                        phase = (session.get("status") or {}).get("phase")
+                        if phase == r.Phase.FAILED:
+                            raise ApiError(503, "session_failed", (session.get("status") or {}).get("message", "failed"))
+                        if is_usable(session):
+                            return session
+            except ApiException as exc:
+                if exc.status != 410:  # resourceVersion too old: fall through and re-watch from now
+                    raise
+                current = await self.custom.get_namespaced_custom_object(
+                    r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, name
+                )
+                if is_usable(current):
+                    return current
+                resource_version = current["metadata"]["resourceVersion"]
+            finally:
+                stream.stop()
+
+    async def _read_tokens(self, name: str) -> dict:
+        secret = await self.core.read_namespaced_secret(r.tokens_secret_name(name), self.namespace)
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        return {
+            "publisher": json.loads(data[r.SECRET_PUBLISHER_TOKENS]),
+            "subscriber": json.loads(data[r.SECRET_SUBSCRIBER_TOKENS]),
+        }
