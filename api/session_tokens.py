@@ -1,7 +1,7 @@
 """Session JWTs: a LiveKit room grant plus a `lingo` claim carrying control-API permissions.
 
 Publishers may publish audio and read/edit/write the translation task; subscribers may only
-receive audio and read/edit the task. The worker joins with its own hidden agent token.
+receive audio and read/edit the task. The worker joins with its own agent token.
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ def _video_grants(role: Role, room: str) -> livekit_api.VideoGrants:
         return livekit_api.VideoGrants(
             room_join=True, room=room, can_publish=False, can_subscribe=True, can_publish_data=False
         )
+    # The worker is an agent-kind participant, not a hidden one: hidden participants' tracks
+    # are hidden too, and the translated tracks must reach the subscribers.
     return livekit_api.VideoGrants(
-        room_join=True, room=room, can_publish=True, can_subscribe=True, can_publish_data=True,
-        hidden=True, agent=True,
+        room_join=True, room=room, can_publish=True, can_subscribe=True, can_publish_data=True, agent=True,
     )
 
 

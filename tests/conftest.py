@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import sys
-from pathlib import Path
 
+import aiohttp
 import pytest
 from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client import CoreV1Api
 
 from lingo_loopback.binaries import BinaryBuildError
 from lingo_loopback.cluster import LoopbackCluster
-from lingo_loopback.stack import start_operator
+from lingo_loopback.stack import start_facade, start_kubelet, start_operator
+
+from .helpers import ACME, OTHER, register_client
 
 # The operator under test watches namespaces matching this glob; tests that run their own
 # operator (e.g. with LiveKit down) use namespaces outside it.
 TEST_NAMESPACE_PREFIX = "lingo-t-"
+# Worker pods really run (loopback kubelet) only in these namespaces.
+WORKER_NAMESPACE_PREFIX = f"{TEST_NAMESPACE_PREFIX}w-"
+
 
 
 @pytest.fixture(scope="session")
@@ -69,13 +74,42 @@ async def namespace(kube):
 
 
 @pytest.fixture(scope="session")
+def kubelet(cluster):
+    process = start_kubelet(cluster, namespaces=[f"{WORKER_NAMESPACE_PREFIX}*"])
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
 def livekit(cluster):
     return cluster.livekit
+
+
+@pytest.fixture(scope="session")
+async def facade_ns(kube):
+    name = f"{TEST_NAMESPACE_PREFIX}facade-{secrets.token_hex(2)}"
+    await CoreV1Api(kube).create_namespace({"metadata": {"name": name}})
+    await register_client(kube, name, ACME, max_sessions=6)
+    await register_client(kube, name, OTHER, max_sessions=1)
+    yield name
+    await CoreV1Api(kube).delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def facade(cluster, operator, facade_url, facade_ns):
+    port = int(facade_url.rsplit(":", 1)[1])
+    process = start_facade(cluster, port, facade_ns)
+    yield facade_url
+    process.stop()
+
+
+@pytest.fixture
+async def http(facade):
+    async with aiohttp.ClientSession(base_url=facade) as session:
+        yield session
 
 
 def pytest_collection_modifyitems(config, items):
     """Speech tests last: they are the slowest, and a failure elsewhere shows sooner."""
     items.sort(key=lambda item: 1 if item.get_closest_marker("slow") else 0)
 
-
-__all__ = ["TEST_NAMESPACE_PREFIX", "asyncio", "Path"]

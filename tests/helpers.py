@@ -5,14 +5,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
 import time
 from typing import Awaitable, Callable, TypeVar
 
 from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
 from lingo_api import resources as r
+from lingo_webhook.clients import api_client_manifest, hash_secret
 
 T = TypeVar("T")
+
+# Two registered facade clients with random secrets.
+ACME = ("acme", secrets.token_urlsafe(24))
+OTHER = ("other", secrets.token_urlsafe(24))
+
+
+async def register_client(kube, namespace: str, client: tuple[str, str], max_sessions: int) -> None:
+    manifest = api_client_manifest(client[0], hash_secret(client[1]), max_sessions, namespace)
+    await CustomObjectsApi(kube).create_namespaced_custom_object(
+        r.GROUP, r.VERSION, namespace, r.API_CLIENT_PLURAL, manifest
+    )
+
+
+def auth(client: tuple[str, str]) -> dict[str, str]:
+    return {"ClientID": client[0], "ClientSecret": client[1]}
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 30, interval: float = 0.2, what: str = ""):

@@ -13,49 +13,10 @@ from livekit import rtc
 from lingo_api import resources as r
 from lingo_loopback.processes import free_port
 from lingo_loopback.stack import start_facade
-from lingo_webhook.clients import api_client_manifest, hash_secret
 
-from .conftest import TEST_NAMESPACE_PREFIX
-from .helpers import eventually, gone
+from .helpers import ACME, OTHER, auth, eventually, gone, register_client
 
 SESSIONS = "/session-storage/sessions"
-ACME = ("acme", secrets.token_urlsafe(24))
-OTHER = ("other", secrets.token_urlsafe(24))
-
-
-async def register_client(kube, namespace: str, client: tuple[str, str], max_sessions: int) -> None:
-    manifest = api_client_manifest(client[0], hash_secret(client[1]), max_sessions, namespace)
-    await CustomObjectsApi(kube).create_namespaced_custom_object(
-        r.GROUP, r.VERSION, namespace, r.API_CLIENT_PLURAL, manifest
-    )
-
-
-def auth(client: tuple[str, str]) -> dict[str, str]:
-    return {"ClientID": client[0], "ClientSecret": client[1]}
-
-
-@pytest.fixture(scope="module")
-async def facade_ns(kube):
-    name = f"{TEST_NAMESPACE_PREFIX}facade-{secrets.token_hex(2)}"
-    await CoreV1Api(kube).create_namespace({"metadata": {"name": name}})
-    await register_client(kube, name, ACME, max_sessions=6)
-    await register_client(kube, name, OTHER, max_sessions=1)
-    yield name
-    await CoreV1Api(kube).delete_namespace(name)
-
-
-@pytest.fixture(scope="module")
-def facade(cluster, operator, facade_url, facade_ns):
-    port = int(facade_url.rsplit(":", 1)[1])
-    process = start_facade(cluster, port, facade_ns)
-    yield facade_url
-    process.stop()
-
-
-@pytest.fixture
-async def http(facade):
-    async with aiohttp.ClientSession(base_url=facade) as session:
-        yield session
 
 
 async def create(http, client=ACME, data=None) -> tuple[int, dict]:

@@ -1,0 +1,1 @@
+"""The per-session translation worker: LiveKit participant, ASR -> MT -> TTS, control WebSocket."""

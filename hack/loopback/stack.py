@@ -57,3 +57,12 @@ def start_facade(
     process.start()
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), process, name, timeout=60)
     return process
+
+
+def start_kubelet(cluster: LoopbackCluster, namespaces: list[str] | None = None, gpus: int = 0) -> ManagedProcess:
+    argv = [sys.executable, "-m", "lingo_loopback.kubelet", f"--kubeconfig={cluster.kubeconfig}",
+            f"--log-dir={cluster.log_dir}", f"--gpus={gpus}"]
+    argv += [f"--namespace={pattern}" for pattern in namespaces or []]
+    process = ManagedProcess("kubelet", argv, cluster.log_dir, {"PATH": component_env(cluster, "")["PATH"]})
+    process.start()
+    return process

@@ -1,0 +1,60 @@
+"""`lingo-worker`: the per-session translation worker (configured by the operator's pod env)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from .control_api import ControlHub, TokenBook, build_control_app
+from .engines.base import EngineUnavailable
+from .runtime import WorkerRuntime, WorkerSettings
+
+log = logging.getLogger("lingo.worker")
+
+
+async def serve(settings: WorkerSettings) -> int:
+    runtime = WorkerRuntime(settings)
+    hub = ControlHub(runtime, TokenBook(settings.client_tokens, settings.room))
+    runtime.broadcast = hub.broadcast
+    runner = web.AppRunner(build_control_app(hub), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    log.info("control API on %s:%s (room %s, profile %s)", settings.host, settings.port, settings.room, settings.profile)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        try:
+            await runtime.load_engines()
+        except EngineUnavailable as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        delay = 1.0
+        while True:
+            try:
+                await runtime.join_room()
+                break
+            except Exception as exc:  # LiveKit not reachable yet: retry, readiness says why
+                log.warning("joining the room failed (%s); retrying in %.0fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+        await stop.wait()
+        return 0
+    finally:
+        await runtime.shutdown_media()
+        await runner.cleanup()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    sys.exit(asyncio.run(serve(WorkerSettings.from_env())))
+
+
+if __name__ == "__main__":
+    main()

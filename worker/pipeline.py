@@ -1,0 +1,162 @@
+"""Speech in, translated speech out: VAD segments -> recognition -> translation -> synthesis.
+
+Each publisher's audio gets its own segmenter and its own ordered processing queue; the
+engines run in threads so the event loop keeps serving audio and the control API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+import numpy as np
+
+from .audio_output import TranslatedTrack
+from .engines.registry import Engines
+from .segmenter import Segment, SpeechSegmenter
+from .task import TaskState, TranslationTask
+
+log = logging.getLogger("lingo.worker")
+
+Emit = Callable[[str, dict], Awaitable[None]]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+class TranslationPipeline:
+    def __init__(self, engines: Engines, task: TranslationTask, emit: Emit,
+                 tracks_changed: Callable[[list[str]], Awaitable[None]] | None = None):
+        self.engines = engines
+        self.task = task
+        self._emit = emit
+        self._tracks_changed = tracks_changed
+        self.tracks: dict[str, TranslatedTrack] = {}
+        # One recognizer/translator call at a time: two cores, and engines are not all thread-safe.
+        self._engine_lock = asyncio.Lock()
+
+    async def ensure_tracks(self) -> None:
+        wanted = set(self.task.target_languages)
+        for language in wanted - self.tracks.keys():
+            self.tracks[language] = TranslatedTrack(language)
+        for language in set(self.tracks) - wanted:
+            await self.tracks.pop(language).close()
+        if self._tracks_changed:
+            await self._tracks_changed(sorted(self.tracks))
+
+    def speaker(self, identity: str) -> "SpeakerStream":
+        return SpeakerStream(self, identity)
+
+    async def _run(self, fn, *args):
+        async with self._engine_lock:
+            return await asyncio.to_thread(fn, *args)
+
+    async def process_segment(self, identity: str, segment: Segment) -> None:
+        task = self.task
+        if task.state != TaskState.RUNNING:
+            return
+        segment_id = f"{identity}:{segment.index}"
+        timings: dict = {"segment_id": segment_id, "participant": identity,
+                         "audio_seconds": round(len(segment.audio) / 16000, 2),
+                         "mt_ms": {}, "tts_ms": {}, "end_of_speech_to_audio_ms": {}}
+        started = time.monotonic()
+        recognizer = self.engines.recognizer(task.options.asr_engine)
+        text = await self._run(recognizer.transcribe, segment.audio, task.source_language)
+        timings["asr_ms"] = _ms(time.monotonic() - started)
+        timings["asr_real_time_factor"] = round((time.monotonic() - started) / max(len(segment.audio) / 16000, 1e-3), 3)
+        if not text:
+            return
+        await self._emit("validated_transcription", {
+            "segment_id": segment_id, "participant": identity, "language": task.source_language, "text": text,
+        })
+        first_frames = []
+        for language in task.target_languages:
+            started = time.monotonic()
+            translated = await self._run(self.engines.translator.translate, text, task.source_language, language)
+            timings["mt_ms"][language] = _ms(time.monotonic() - started)
+            await self._emit("translated_transcription", {
+                "segment_id": segment_id, "participant": identity, "source_language": task.source_language,
+                "language": language, "text": translated,
+            })
+            if not translated or language not in self.tracks:
+                continue
+            started = time.monotonic()
+            speech = await self._run(
+                self.engines.synthesizer.synthesize, translated, language,
+                task.options.voices.get(language), task.options.speech_rate,
+            )
+            timings["tts_ms"][language] = _ms(time.monotonic() - started)
+            first_frames.append((language, self.tracks[language].play(speech.samples, speech.sample_rate)))
+        for language, first_frame in first_frames:
+            went_out = await first_frame
+            timings["end_of_speech_to_audio_ms"][language] = _ms(went_out - segment.speech_ended_at)
+        await self._emit("pipeline_timings", timings)
+
+    async def close(self) -> None:
+        for track in self.tracks.values():
+            await track.close()
+        self.tracks.clear()
+
+
+class SpeakerStream:
+    """Audio of one publisher: segmentation on arrival, recognition in arrival order."""
+
+    def __init__(self, pipeline: TranslationPipeline, identity: str):
+        self.pipeline, self.identity = pipeline, identity
+        self.segmenter = SpeechSegmenter(pipeline.engines.new_vad())
+        self._segments: asyncio.Queue[Segment | None] = asyncio.Queue()
+        self._worker = asyncio.create_task(self._consume(), name=f"segments-{identity}")
+        self._partial_task: asyncio.Task | None = None
+        self._last_partial = 0.0
+
+    async def feed(self, samples: np.ndarray) -> None:
+        task = self.pipeline.task
+        if task.state != TaskState.RUNNING:
+            return
+        now = time.monotonic()
+        for segment in self.segmenter.push(samples, now, task.options):
+            self._segments.put_nowait(segment)
+        self._maybe_partial(now)
+
+    def _maybe_partial(self, now: float) -> None:
+        interval = self.pipeline.task.options.partial_interval_ms / 1000
+        busy = self._partial_task is not None and not self._partial_task.done()
+        if interval <= 0 or busy or not self.segmenter.in_speech or now - self._last_partial < interval:
+            return
+        if self.pipeline._engine_lock.locked():
+            return  # final results first: never queue a partial behind a full segment
+        self._last_partial = now
+        audio, index = self.segmenter.current_audio(), self.segmenter.next_index
+        self._partial_task = asyncio.create_task(self._partial(audio, index))
+
+    async def _partial(self, audio: np.ndarray, index: int) -> None:
+        task = self.pipeline.task
+        try:
+            text = await self.pipeline._run(self.pipeline.engines.recognizer(task.options.asr_engine).transcribe,
+                                            audio, task.source_language)
+        except Exception:
+            log.exception("partial transcription failed")
+            return
+        if text:
+            await self.pipeline._emit("partial_transcription", {
+                "segment_id": f"{self.identity}:{index}", "participant": self.identity,
+                "language": task.source_language, "text": text,
+            })
+
+    async def _consume(self) -> None:
+        while (segment := await self._segments.get()) is not None:
+            try:
+                await self.pipeline.process_segment(self.identity, segment)
+            except Exception as exc:
+                log.exception("segment %s of %s failed", segment.index, self.identity)
+                await self.pipeline._emit("error", {"code": "pipeline_error", "message": str(exc)[:300]})
+
+    async def close(self) -> None:
+        last = self.segmenter.flush()
+        if last is not None:
+            self._segments.put_nowait(last)
+        self._segments.put_nowait(None)
+        await asyncio.wait_for(self._worker, timeout=60)

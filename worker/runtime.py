@@ -1,0 +1,188 @@
+"""The worker's life: load engines, join the room, route publisher audio through the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from livekit import rtc
+
+from lingo_api.session_tokens import Role
+
+from .engines.base import ASR_SAMPLE_RATE
+from .engines.registry import Engines, build_engines
+from .pipeline import SpeakerStream, TranslationPipeline
+from .task import TaskState, TaskUpdate, TranslationTask
+
+log = logging.getLogger("lingo.worker")
+
+
+@dataclass
+class WorkerSettings:
+    room: str
+    livekit_url: str
+    worker_token: str = field(repr=False)
+    client_tokens: list[str] = field(repr=False)
+    source_language: str
+    target_languages: list[str]
+    profile: str = "cpu"
+    model_dir: Path | None = None
+    host: str = "0.0.0.0"
+    port: int = 8080
+
+    @classmethod
+    def from_env(cls) -> "WorkerSettings":
+        env = os.environ
+        missing = [k for k in ("LINGO_ROOM", "LIVEKIT_URL", "LINGO_WORKER_TOKEN") if not env.get(k)]
+        if missing:
+            raise SystemExit(f"lingo-worker: missing environment: {', '.join(missing)}")
+        tokens = [*json.loads(env.get("LINGO_PUBLISHER_TOKENS", "[]")), *json.loads(env.get("LINGO_SUBSCRIBER_TOKENS", "[]"))]
+        return cls(
+            room=env["LINGO_ROOM"],
+            livekit_url=env["LIVEKIT_URL"],
+            worker_token=env["LINGO_WORKER_TOKEN"],
+            client_tokens=tokens,
+            source_language=env.get("LINGO_SOURCE_LANGUAGE", "en"),
+            target_languages=[t for t in env.get("LINGO_TARGET_LANGUAGES", "es").split(",") if t],
+            profile=env.get("LINGO_WORKER_PROFILE", "cpu"),
+            model_dir=Path(env["LINGO_MODEL_DIR"]) if env.get("LINGO_MODEL_DIR") else None,
+            host=env.get("POD_IP") or env.get("LINGO_WORKER_HOST", "0.0.0.0"),
+            port=int(env.get("LINGO_WORKER_PORT", "8080")),
+        )
+
+
+class WorkerRuntime:
+    """Implements the control API's TaskController over a LiveKit room and a pipeline."""
+
+    def __init__(self, settings: WorkerSettings):
+        self.settings = settings
+        self.task = TranslationTask(source_language=settings.source_language,
+                                    target_languages=settings.target_languages)
+        self.engines: Engines | None = None
+        self.pipeline: TranslationPipeline | None = None
+        self.room = rtc.Room()
+        self.broadcast = None  # set by the control hub wiring
+        self._speakers: dict[str, SpeakerStream] = {}
+        self._publications: dict[str, str] = {}  # language -> track sid
+        self._connected = False
+        self._closing = False
+        self._startup_error = ""
+
+    # -- TaskController -----------------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        if self._startup_error:
+            return False, self._startup_error
+        if self.engines is None:
+            return False, "loading speech engines"
+        if not self._connected and self.task.state != TaskState.ENDED:
+            return False, "not connected to the LiveKit room"
+        return True, "ready"
+
+    async def update_task(self, update: TaskUpdate) -> list[str]:
+        candidate = self.task.updated(update)
+        problems = self.engines.check_languages(
+            candidate.source_language, candidate.target_languages, candidate.options.asr_engine
+        ) if self.engines else ["engines are still loading"]
+        if problems:
+            return problems
+        self.task = candidate
+        if self.pipeline:
+            self.pipeline.task = candidate
+            if self.task.state != TaskState.ENDED:
+                await self.pipeline.ensure_tracks()
+        return []
+
+    async def set_state(self, state: TaskState) -> None:
+        self.task = self.task.model_copy(update={"state": state, "revision": self.task.revision + 1})
+        if self.pipeline:
+            self.pipeline.task = self.task
+        if state == TaskState.ENDED:
+            await self.shutdown_media()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def emit(self, message_type: str, data: dict) -> None:
+        if self.broadcast:
+            await self.broadcast(message_type, data)
+
+    async def load_engines(self) -> None:
+        try:
+            self.engines = await asyncio.to_thread(build_engines, self.settings.profile, self.settings.model_dir)
+        except Exception as exc:
+            self._startup_error = f"speech engines unavailable: {exc}"
+            raise
+        self.pipeline = TranslationPipeline(self.engines, self.task, self.emit, self._publish_tracks)
+
+    async def join_room(self) -> None:
+        """Connect to the session's room (a fresh Room object per attempt) and publish tracks."""
+        self.room = rtc.Room()
+        self.room.on("track_subscribed", self._on_track_subscribed)
+        self.room.on("participant_disconnected", self._on_participant_left)
+        self.room.on("disconnected", self._on_disconnected)
+        await self.room.connect(self.settings.livekit_url, self.settings.worker_token,
+                                rtc.RoomOptions(auto_subscribe=True))
+        self._connected = True
+        log.info("joined room %s as %s", self.settings.room, self.room.local_participant.identity)
+        problems = self.engines.check_languages(self.task.source_language, self.task.target_languages)
+        if problems:
+            log.warning("initial task cannot run as configured: %s", "; ".join(problems))
+            await self.emit("error", {"code": "unsupported_task", "message": "; ".join(problems)})
+        else:
+            await self.pipeline.ensure_tracks()
+
+    async def _publish_tracks(self, languages: list[str]) -> None:
+        if not self._connected:
+            return
+        for language in set(self._publications) - set(languages):
+            await self.room.local_participant.unpublish_track(self._publications.pop(language))
+        for language in languages:
+            if language not in self._publications:
+                publication = await self.room.local_participant.publish_track(
+                    self.pipeline.tracks[language].track,
+                    rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
+                )
+                self._publications[language] = publication.sid
+
+    def _on_track_subscribed(self, track: rtc.Track, _publication, participant: rtc.RemoteParticipant) -> None:
+        if track.kind != rtc.TrackKind.KIND_AUDIO or not participant.identity.startswith(Role.PUBLISHER.value):
+            return
+        log.info("translating audio of %s", participant.identity)
+        asyncio.create_task(self._consume_audio(track, participant.identity))
+
+    async def _consume_audio(self, track: rtc.Track, identity: str) -> None:
+        speaker = self._speakers.setdefault(identity, self.pipeline.speaker(identity))
+        stream = rtc.AudioStream(track, sample_rate=ASR_SAMPLE_RATE, num_channels=1)
+        try:
+            async for event in stream:
+                samples = np.frombuffer(event.frame.data, dtype=np.int16).astype(np.float32) / 32768.0
+                await speaker.feed(samples)
+        finally:
+            await stream.aclose()
+
+    def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
+        speaker = self._speakers.pop(participant.identity, None)
+        if speaker:
+            asyncio.create_task(speaker.close())
+
+    def _on_disconnected(self, *_args) -> None:
+        self._connected = False
+        if not self._closing:
+            log.warning("disconnected from the LiveKit room")
+
+    async def shutdown_media(self) -> None:
+        self._closing = True
+        for speaker in list(self._speakers.values()):
+            await speaker.close()
+        self._speakers.clear()
+        if self.pipeline:
+            await self.pipeline.close()
+        self._publications.clear()
+        if self._connected:
+            await self.room.disconnect()
+        self._connected = False
