@@ -1,7 +1,7 @@
-"""Build the Go server binaries the loopback stack runs, once, and cache them.
+"""Build the Go binaries the loopback stack and the tests run, once, and cache them.
 
-kube-apiserver and kube-controller-manager come from the Kubernetes Go modules pinned in
-hack/k8s-binaries/go.mod; livekit-server from its pinned module. Everything goes through the
+kube-apiserver, kube-controller-manager and kubectl come from the Kubernetes Go modules pinned
+in hack/k8s-binaries/go.mod; livekit-server and helm from their pinned module versions. Everything goes through the
 Go module proxy, and the results land in a versioned folder under the cache, so the second
 run finds them at once.
 """
@@ -20,6 +20,7 @@ K8S_MODULE_DIR = REPO_ROOT / "hack" / "k8s-binaries"
 
 KUBERNETES_VERSION = "v1.34.4"
 LIVEKIT_SERVER_VERSION = "v1.13.5"
+HELM_VERSION = "v3.22.0"
 
 
 class BinaryBuildError(RuntimeError):
@@ -66,9 +67,9 @@ class _BuildLock:
 
 
 def kubernetes_binaries() -> dict[str, Path]:
-    """Paths of kube-apiserver and kube-controller-manager, building them if needed."""
+    """Paths of kube-apiserver, kube-controller-manager and kubectl, building them if needed."""
     out_dir = cache_dir() / "bin" / f"kubernetes-{KUBERNETES_VERSION}"
-    names = ("kube-apiserver", "kube-controller-manager")
+    names = ("kube-apiserver", "kube-controller-manager", "kubectl")
     paths = {name: out_dir / name for name in names}
     if all(p.exists() for p in paths.values()):
         return paths
@@ -81,7 +82,7 @@ def kubernetes_binaries() -> dict[str, Path]:
         _run_build(
             [_go(), "build", "-o", str(staging) + "/", *(f"k8s.io/kubernetes/cmd/{n}" for n in names)],
             K8S_MODULE_DIR,
-            f"kube-apiserver and kube-controller-manager {KUBERNETES_VERSION}",
+            f"kube-apiserver, kube-controller-manager and kubectl {KUBERNETES_VERSION}",
             cache_dir() / "logs" / "build-kubernetes.log",
         )
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -89,29 +90,37 @@ def kubernetes_binaries() -> dict[str, Path]:
     return paths
 
 
-def livekit_server_binary() -> Path:
-    """Path of livekit-server, built with `go install` at the pinned version if needed."""
-    out_dir = cache_dir() / "bin" / f"livekit-server-{LIVEKIT_SERVER_VERSION}"
-    binary = out_dir / "livekit-server"
+def _go_install(name: str, package: str, version: str) -> Path:
+    """`go install package@version` into a versioned cache folder; returns the binary's path."""
+    out_dir = cache_dir() / "bin" / f"{name}-{version}"
+    binary = out_dir / name
     if binary.exists():
         return binary
-    with _BuildLock("livekit"):
+    with _BuildLock(name):
         if binary.exists():
             return binary
         gobin = out_dir.with_name(out_dir.name + ".partial")
         shutil.rmtree(gobin, ignore_errors=True)
         gobin.mkdir(parents=True)
-        env_cmd = ["env", f"GOBIN={gobin}"]
         _run_build(
-            [*env_cmd, _go(), "install", f"github.com/livekit/livekit-server/cmd/server@{LIVEKIT_SERVER_VERSION}"],
+            ["env", f"GOBIN={gobin}", _go(), "install", f"{package}@{version}"],
             REPO_ROOT,
-            f"livekit-server {LIVEKIT_SERVER_VERSION}",
-            cache_dir() / "logs" / "build-livekit-server.log",
+            f"{name} {version}",
+            cache_dir() / "logs" / f"build-{name}.log",
         )
-        (gobin / "server").rename(gobin / "livekit-server")
+        (gobin / package.rsplit("/", 1)[-1]).rename(gobin / name)
         shutil.rmtree(out_dir, ignore_errors=True)
         gobin.rename(out_dir)
     return binary
+
+
+def livekit_server_binary() -> Path:
+    return _go_install("livekit-server", "github.com/livekit/livekit-server/cmd/server", LIVEKIT_SERVER_VERSION)
+
+
+def helm_binary() -> Path:
+    """helm, for linting and rendering the chart in tests."""
+    return _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION)
 
 
 def etcd_binary() -> Path:
@@ -124,7 +133,9 @@ def etcd_binary() -> Path:
 
 def main() -> None:
     """`python -m lingo_loopback.binaries`: build everything ahead of time."""
-    for name, path in {**kubernetes_binaries(), "livekit-server": livekit_server_binary(), "etcd": etcd_binary()}.items():
+    built = {**kubernetes_binaries(), "livekit-server": livekit_server_binary(), "helm": helm_binary(),
+             "etcd": etcd_binary()}
+    for name, path in built.items():
         print(f"{name}: {path}")
 
 

@@ -66,3 +66,107 @@ def start_kubelet(cluster: LoopbackCluster, namespaces: list[str] | None = None,
     process = ManagedProcess("kubelet", argv, cluster.log_dir, {"PATH": component_env(cluster, "")["PATH"]})
     process.start()
     return process
+
+
+def _register_dev_client(cluster: LoopbackCluster, namespace: str) -> tuple[str, Path]:
+    """An ApiClient 'dev' with a fresh secret, written to a 0600 file rather than printed."""
+    import json
+    import secrets
+    import subprocess
+
+    from lingo_webhook.clients import api_client_manifest, hash_secret
+
+    secret = secrets.token_urlsafe(24)
+    manifest = api_client_manifest("dev", hash_secret(secret), 20, namespace)
+    url = f"{cluster.api_url}/apis/translation.lingo.dev/v1alpha1/namespaces/{namespace}/apiclients"
+    subprocess.run(
+        ["curl", "-skf", "-X", "POST", url, "-H", f"Authorization: Bearer {cluster.admin_token}",
+         "-H", "Content-Type: application/json", "-d", json.dumps(manifest)],
+        check=True, capture_output=True,
+    )
+    secret_file = cluster.workdir / "dev-client-secret"
+    secret_file.write_text(secret)
+    secret_file.chmod(0o600)
+    return "dev", secret_file
+
+
+def _smoke_check(facade_url: str, client_id: str, secret_file: Path) -> None:
+    """One real POST through the stack; prints the shape of the answer, not the tokens."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{facade_url}/session-storage/sessions",
+        data=json.dumps({"data": {"publisher_count": 1, "subscriber_count": 3}}).encode(),
+        headers={"ClientID": client_id, "ClientSecret": secret_file.read_text(), "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.load(response)
+    data = body["data"]
+    print(f"smoke check: ok={body['ok']} session={data['session_id']} room={data['room_name']} "
+          f"publisher tokens={len(data['publisher'])} subscriber tokens={len(data['subscriber'])}")
+
+
+def main() -> None:
+    import argparse
+    import signal
+    import threading
+
+    parser = argparse.ArgumentParser(prog="python -m lingo_loopback.stack",
+                                     description="Run the whole Lingo Operator stack on loopback.")
+    parser.add_argument("--port", type=int, default=8000, help="facade port (default 8000, or a free one)")
+    parser.add_argument("--namespace", default="default", help="namespace the facade creates sessions in")
+    parser.add_argument("--check", action="store_true", help="create one session through the facade, then exit")
+    args = parser.parse_args()
+
+    port = args.port
+    try:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+    except OSError:
+        port = free_port()
+    facade_url = f"http://127.0.0.1:{port}"
+
+    cluster = LoopbackCluster()
+    processes: list[ManagedProcess] = []
+    try:
+        print("starting etcd, kube-apiserver, kube-controller-manager and livekit-server ...", flush=True)
+        cluster.start()
+        processes.append(start_kubelet(cluster))
+        processes.append(start_operator(cluster, facade_url))
+        processes.append(start_facade(cluster, port, args.namespace))
+        client_id, secret_file = _register_dev_client(cluster, args.namespace)
+        assert cluster.livekit is not None
+        print(f"""
+Lingo Operator dev stack is up.
+  REST facade   {facade_url}   (OpenAPI: {facade_url}/session-storage/openapi.json)
+  LiveKit       {cluster.livekit.url}
+  kubeconfig    {cluster.kubeconfig}
+  logs          {cluster.log_dir}
+
+Create a session:
+  curl -s -X POST {facade_url}/session-storage/sessions \\
+    -H 'ClientID: {client_id}' -H "ClientSecret: $(cat {secret_file})" \\
+    -H 'Content-Type: application/json' -d '{{"data": {{"publisher_count": 1, "subscriber_count": 3}}}}'
+""", flush=True)
+        if args.check:
+            _smoke_check(facade_url, client_id, secret_file)
+            return
+        print("Ctrl-C stops everything.", flush=True)
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        try:
+            stopped.wait()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        cluster.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+{{- define "lingo.fullname" -}}
+{{- printf "%s" (default .Release.Name .Values.fullnameOverride) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "lingo.labels" -}}
+app.kubernetes.io/name: lingo-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "lingo.selector" -}}
+app.kubernetes.io/name: lingo-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "lingo.image" -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+
+{{- define "lingo.sessionsNamespace" -}}
+{{ default .Release.Namespace .Values.facade.sessionsNamespace }}
+{{- end -}}
+
+{{- define "lingo.livekitEnv" -}}
+- name: LIVEKIT_URL
+  value: {{ .Values.livekit.url | quote }}
+- name: LIVEKIT_API_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.livekit.existingSecret }}, key: {{ .Values.livekit.apiKeyKey }}}
+- name: LIVEKIT_API_SECRET
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.livekit.existingSecret }}, key: {{ .Values.livekit.apiSecretKey }}}
+{{- end -}}
