@@ -87,7 +87,8 @@ def livekit(cluster):
 
 @pytest.fixture(scope="session")
 async def facade_ns(kube):
-    name = f"{TEST_NAMESPACE_PREFIX}facade-{secrets.token_hex(2)}"
+    # Under the kubelet's glob: sessions made through the facade get a running worker.
+    name = f"{WORKER_NAMESPACE_PREFIX}facade-{secrets.token_hex(2)}"
     await CoreV1Api(kube).create_namespace({"metadata": {"name": name}})
     await register_client(kube, name, ACME, max_sessions=6)
     await register_client(kube, name, OTHER, max_sessions=1)
@@ -96,7 +97,7 @@ async def facade_ns(kube):
 
 
 @pytest.fixture(scope="session")
-def facade(cluster, operator, facade_url, facade_ns):
+def facade(cluster, operator, kubelet, facade_url, facade_ns):
     port = int(facade_url.rsplit(":", 1)[1])
     process = start_facade(cluster, port, facade_ns)
     yield facade_url

@@ -90,24 +90,6 @@ def _register_dev_client(cluster: LoopbackCluster, namespace: str) -> tuple[str,
     return "dev", secret_file
 
 
-def _smoke_check(facade_url: str, client_id: str, secret_file: Path) -> None:
-    """One real POST through the stack; prints the shape of the answer, not the tokens."""
-    import json
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"{facade_url}/session-storage/sessions",
-        data=json.dumps({"data": {"publisher_count": 1, "subscriber_count": 3}}).encode(),
-        headers={"ClientID": client_id, "ClientSecret": secret_file.read_text(), "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body = json.load(response)
-    data = body["data"]
-    print(f"smoke check: ok={body['ok']} session={data['session_id']} room={data['room_name']} "
-          f"publisher tokens={len(data['publisher'])} subscriber tokens={len(data['subscriber'])}")
-
-
 def main() -> None:
     import argparse
     import signal
@@ -117,7 +99,7 @@ def main() -> None:
                                      description="Run the whole Lingo Operator stack on loopback.")
     parser.add_argument("--port", type=int, default=8000, help="facade port (default 8000, or a free one)")
     parser.add_argument("--namespace", default="default", help="namespace the facade creates sessions in")
-    parser.add_argument("--check", action="store_true", help="create one session through the facade, then exit")
+    parser.add_argument("--check", action="store_true", help="run the end-to-end check once, then exit")
     args = parser.parse_args()
 
     port = args.port
@@ -153,7 +135,12 @@ Create a session:
     -H 'Content-Type: application/json' -d '{{"data": {{"publisher_count": 1, "subscriber_count": 3}}}}'
 """, flush=True)
         if args.check:
-            _smoke_check(facade_url, client_id, secret_file)
+            import asyncio
+
+            from .e2e_check import run_check
+
+            report = asyncio.run(run_check(facade_url, client_id, secret_file.read_text()))
+            print(f"e2e check passed: {report}")
             return
         print("Ctrl-C stops everything.", flush=True)
         stopped = threading.Event()
