@@ -1,0 +1,19 @@
+# Translation worker, GPU profile: CUDA 12 + cuDNN 9 for CTranslate2 (faster-whisper, NLLB).
+# Models are not baked in: mount them at /models (whisper/, nllb/) from a PVC (values: worker.gpu.modelsPvc).
+FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv apertium apertium-eng-spa espeak-ng \
+ && rm -rf /var/lib/apt/lists/*
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+RUN python3 -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY api api
+COPY operator operator
+COPY webhook webhook
+COPY worker worker
+COPY hack/loopback hack/loopback
+RUN pip install '.[worker]' && rm -rf /src
+USER 10001
+EXPOSE 8080
+CMD ["lingo-worker"]
