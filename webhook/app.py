@@ -19,6 +19,7 @@ from .clients import Client, ClientRegistry
 from .control_proxy import proxy_control
 from .errors import ApiError, json_errors, ok_response
 from .openapi import openapi_document
+from .session_cache import SessionCache
 from .session_store import SessionStore, describe
 
 log = logging.getLogger("lingo.webhook")
@@ -124,6 +125,8 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    if not request.app["store"].cache.synced:
+        raise ApiError(503, "not_ready", "the session cache has not synced yet")
     try:
         await VersionApi(request.app["k8s"]).get_code(_request_timeout=3)
     except Exception:
@@ -141,7 +144,15 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     app["k8s"] = k8s_client
     app["config"] = config
     app["clients"] = ClientRegistry(custom, config.clients_namespace)
-    app["store"] = SessionStore(custom, core, config.namespace, config.ready_timeout_seconds)
+    cache = SessionCache(custom, config.namespace)
+    app["store"] = SessionStore(custom, core, cache, config.ready_timeout_seconds)
+
+    async def informer(app: web.Application):
+        cache.start()
+        yield
+        await cache.stop()
+
+    app.cleanup_ctx.append(informer)
     app.router.add_post(f"{BASE}/sessions", create_session)
     app.router.add_get(f"{BASE}/sessions", list_sessions)
     app.router.add_get(f"{BASE}/sessions/{{id}}", get_session)

@@ -56,13 +56,22 @@ class Client:
 
 
 class ClientRegistry:
-    """ApiClient resources of one namespace, re-read at most every `ttl` seconds."""
+    """ApiClient resources of one namespace, re-read at most every `ttl` seconds.
 
-    def __init__(self, custom: CustomObjectsApi, namespace: str, ttl: float = 5.0):
+    A verified (client, secret) pair is remembered for `verified_ttl` seconds as an HMAC under
+    a per-process key (never the secret itself), so scrypt runs once per client and minute
+    rather than on every request. Changing or disabling the ApiClient takes effect at the
+    next registry refresh, because the remembered entry is bound to the stored hash.
+    """
+
+    def __init__(self, custom: CustomObjectsApi, namespace: str, ttl: float = 5.0, verified_ttl: float = 60.0):
         self._custom, self._namespace, self._ttl = custom, namespace, ttl
         self._clients: dict[str, Client] = {}
         self._loaded_at = -1e9
         self._lock = asyncio.Lock()
+        self._verified_ttl = verified_ttl
+        self._verified: dict[bytes, tuple[str, float]] = {}  # hmac(id, secret) -> (stored hash, until)
+        self._cache_key = secrets.token_bytes(32)
 
     async def _refresh(self) -> None:
         async with self._lock:
@@ -84,10 +93,18 @@ class ClientRegistry:
     async def authenticate(self, client_id: str, secret: str) -> Client | None:
         await self._refresh()
         client = self._clients.get(client_id)
+        fingerprint = hmac.new(self._cache_key, f"{client_id}\0{secret}".encode(), hashlib.sha256).digest()
+        remembered = self._verified.get(fingerprint)
+        now = time.monotonic()
+        if client and remembered and remembered[0] == client.secret_hash and remembered[1] > now:
+            return None if client.disabled else client
         # scrypt is CPU-bound (~50 ms); keep the event loop free for other requests.
         matches = await asyncio.to_thread(secret_matches, secret, client.secret_hash if client else _DECOY_HASH)
         if client is None or client.disabled or not matches:
             return None
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[fingerprint] = (client.secret_hash, now + self._verified_ttl)
         return client
 
 

@@ -8,13 +8,13 @@ import json
 import logging
 from collections import defaultdict
 
-from kubernetes_asyncio import watch
 from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
 from lingo_api import resources as r
 from lingo_api.session_spec import SessionSpec
 
 from .errors import ApiError
+from .session_cache import SessionCache, SessionDeleted
 
 log = logging.getLogger("lingo.webhook")
 
@@ -56,16 +56,32 @@ def describe(session: dict) -> dict:
 
 
 class SessionStore:
-    def __init__(self, custom: CustomObjectsApi, core: CoreV1Api, namespace: str, ready_timeout: float):
-        self.custom, self.core, self.namespace, self.ready_timeout = custom, core, namespace, ready_timeout
+    def __init__(self, custom: CustomObjectsApi, core: CoreV1Api, cache: SessionCache, ready_timeout: float):
+        self.custom, self.core, self.cache, self.ready_timeout = custom, core, cache, ready_timeout
+        self.namespace = cache.namespace
         # Serialises quota check + create per client within this replica.
         self._client_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Sessions this replica created that the informer has not shown yet (quota must count them).
+        self._unseen: dict[str, set[str]] = defaultdict(set)
+
+    async def _synced(self) -> None:
+        if not self.cache.synced:
+            try:
+                await self.cache.wait_synced(timeout=10)
+            except asyncio.TimeoutError:
+                raise ApiError(503, "not_ready", "the facade has not loaded the sessions yet; retry") from None
 
     async def list_for(self, client_id: str) -> list[dict]:
-        listing = await self.custom.list_namespaced_custom_object(
-            r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, label_selector=f"{r.LABEL_CLIENT}={client_id}"
-        )
-        return sorted(listing.get("items", []), key=lambda s: s["metadata"].get("creationTimestamp", ""))
+        await self._synced()
+        return sorted(self.cache.sessions_of(client_id), key=lambda s: s["metadata"].get("creationTimestamp", ""))
+
+    def _active_count(self, client_id: str) -> int:
+        sessions = self.cache.sessions_of(client_id)
+        seen = {s["metadata"]["name"] for s in sessions}
+        self._unseen[client_id] -= seen
+        active = [s for s in sessions if (s.get("status") or {}).get("phase") in ACTIVE_PHASES
+                  and not s["metadata"].get("deletionTimestamp")]
+        return len(active) + len(self._unseen[client_id])
 
     async def get_owned(self, client_id: str, session_id: str) -> dict:
         try:
@@ -91,10 +107,11 @@ class SessionStore:
 
     async def create(self, client_id: str, max_sessions: int, spec: SessionSpec) -> tuple[dict, dict]:
         """Create a session and wait until it can be joined; returns (session, tokens)."""
+        await self._synced()
         async with self._client_locks[client_id]:
-            active = [s for s in await self.list_for(client_id) if (s.get("status") or {}).get("phase") in ACTIVE_PHASES]
-            if len(active) >= max_sessions:
-                raise ApiError(429, "quota_exceeded", f"client has {len(active)} active sessions (limit {max_sessions})")
+            active = self._active_count(client_id)
+            if active >= max_sessions:
+                raise ApiError(429, "quota_exceeded", f"client has {active} active sessions (limit {max_sessions})")
             body = {
                 "apiVersion": r.API_VERSION,
                 "kind": r.SESSION_KIND,
@@ -104,9 +121,10 @@ class SessionStore:
             created = await self.custom.create_namespaced_custom_object(
                 r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, body
             )
+            self._unseen[client_id].add(created["metadata"]["name"])
         name = created["metadata"]["name"]
         try:
-            session = await asyncio.wait_for(self._wait_usable(created), self.ready_timeout)
+            session = await asyncio.wait_for(self._wait_usable(name), self.ready_timeout)
             tokens = await self._read_tokens(name)
         except (asyncio.TimeoutError, ApiError) as exc:
             # Never leave a half-made session behind: the finalizer also removes its room.
@@ -120,37 +138,17 @@ class SessionStore:
             raise
         return session, tokens
 
-    async def _wait_usable(self, created: dict) -> dict:
-        name = created["metadata"]["name"]
-        resource_version = created["metadata"]["resourceVersion"]
-        while True:
-            stream = watch.Watch()
-            try:
-                async with stream.stream(
-                    self.custom.list_namespaced_custom_object, r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL,
-                    field_selector=f"metadata.name={name}", resource_version=resource_version, timeout_seconds=60,
-                ) as events:
-                    async for event in events:
-                        session = event["object"]
-                        if event["type"] == "DELETED":
-                            raise ApiError(503, "session_deleted", "the session was deleted while being created")
-                        resource_version = session["metadata"]["resourceVersion"]
-                        phase = (session.get("status") or {}).get("phase")
-                        if phase == r.Phase.FAILED:
-                            raise ApiError(503, "session_failed", (session.get("status") or {}).get("message", "failed"))
-                        if is_usable(session):
-                            return session
-            except ApiException as exc:
-                if exc.status != 410:  # resourceVersion too old: fall through and re-watch from now
-                    raise
-                current = await self.custom.get_namespaced_custom_object(
-                    r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, name
-                )
-                if is_usable(current):
-                    return current
-                resource_version = current["metadata"]["resourceVersion"]
-            finally:
-                stream.stop()
+    async def _wait_usable(self, name: str) -> dict:
+        def settled(session: dict) -> bool:
+            return is_usable(session) or (session.get("status") or {}).get("phase") == r.Phase.FAILED
+
+        try:
+            session = await self.cache.wait_for(name, settled)
+        except SessionDeleted:
+            raise ApiError(503, "session_deleted", "the session was deleted while being created") from None
+        if not is_usable(session):
+            raise ApiError(503, "session_failed", (session.get("status") or {}).get("message", "session failed"))
+        return session
 
     async def _read_tokens(self, name: str) -> dict:
         secret = await self.core.read_namespaced_secret(r.tokens_secret_name(name), self.namespace)
