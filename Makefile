@@ -12,3 +12,4 @@ test: setup
 
 bench: setup
 	.venv/bin/python -m bench.session_create
+	.venv/bin/python -m bench.worker_latency

@@ -35,8 +35,10 @@ class TranslationPipeline:
         self._emit = emit
         self._tracks_changed = tracks_changed
         self.tracks: dict[str, TranslatedTrack] = {}
-        # One recognizer/translator call at a time: two cores, and engines are not all thread-safe.
-        self._engine_lock = asyncio.Lock()
+        # Serialises recognizers that are not thread-safe. A final result never waits for a
+        # partial on a thread-safe recognizer, and partials are skipped while finals run.
+        self._recognizer_lock = asyncio.Lock()
+        self.finals_running = 0
 
     async def ensure_tracks(self) -> None:
         wanted = set(self.task.target_languages)
@@ -50,9 +52,17 @@ class TranslationPipeline:
     def speaker(self, identity: str) -> "SpeakerStream":
         return SpeakerStream(self, identity)
 
-    async def _run(self, fn, *args):
-        async with self._engine_lock:
-            return await asyncio.to_thread(fn, *args)
+    async def transcribe(self, audio: np.ndarray, final: bool) -> str:
+        task = self.task
+        recognizer = self.engines.recognizer(task.options.asr_engine)
+        self.finals_running += final
+        try:
+            if recognizer.thread_safe:
+                return await asyncio.to_thread(recognizer.transcribe, audio, task.source_language)
+            async with self._recognizer_lock:
+                return await asyncio.to_thread(recognizer.transcribe, audio, task.source_language)
+        finally:
+            self.finals_running -= final
 
     async def process_segment(self, identity: str, segment: Segment) -> None:
         task = self.task
@@ -61,10 +71,9 @@ class TranslationPipeline:
         segment_id = f"{identity}:{segment.index}"
         timings: dict = {"segment_id": segment_id, "participant": identity,
                          "audio_seconds": round(len(segment.audio) / 16000, 2),
-                         "mt_ms": {}, "tts_ms": {}, "end_of_speech_to_audio_ms": {}}
+                         "mt_ms": {}, "tts_ms": {}, "tts_audio_seconds": {}, "end_of_speech_to_audio_ms": {}}
         started = time.monotonic()
-        recognizer = self.engines.recognizer(task.options.asr_engine)
-        text = await self._run(recognizer.transcribe, segment.audio, task.source_language)
+        text = await self.transcribe(segment.audio, final=True)
         timings["asr_ms"] = _ms(time.monotonic() - started)
         timings["asr_real_time_factor"] = round((time.monotonic() - started) / max(len(segment.audio) / 16000, 1e-3), 3)
         if not text:
@@ -75,7 +84,7 @@ class TranslationPipeline:
         first_frames = []
         for language in task.target_languages:
             started = time.monotonic()
-            translated = await self._run(self.engines.translator.translate, text, task.source_language, language)
+            translated = await asyncio.to_thread(self.engines.translator.translate, text, task.source_language, language)
             timings["mt_ms"][language] = _ms(time.monotonic() - started)
             await self._emit("translated_transcription", {
                 "segment_id": segment_id, "participant": identity, "source_language": task.source_language,
@@ -84,11 +93,12 @@ class TranslationPipeline:
             if not translated or language not in self.tracks:
                 continue
             started = time.monotonic()
-            speech = await self._run(
+            speech = await asyncio.to_thread(
                 self.engines.synthesizer.synthesize, translated, language,
                 task.options.voices.get(language), task.options.speech_rate,
             )
             timings["tts_ms"][language] = _ms(time.monotonic() - started)
+            timings["tts_audio_seconds"][language] = round(len(speech.samples) / speech.sample_rate, 2)
             first_frames.append((language, self.tracks[language].play(speech.samples, speech.sample_rate)))
         for language, first_frame in first_frames:
             went_out = await first_frame
@@ -126,8 +136,8 @@ class SpeakerStream:
         busy = self._partial_task is not None and not self._partial_task.done()
         if interval <= 0 or busy or not self.segmenter.in_speech or now - self._last_partial < interval:
             return
-        if self.pipeline._engine_lock.locked():
-            return  # final results first: never queue a partial behind a full segment
+        if self.pipeline.finals_running or self._segments.qsize():
+            return  # final results first: two cores are better spent on them
         self._last_partial = now
         audio, index = self.segmenter.current_audio(), self.segmenter.next_index
         self._partial_task = asyncio.create_task(self._partial(audio, index))
@@ -135,8 +145,7 @@ class SpeakerStream:
     async def _partial(self, audio: np.ndarray, index: int) -> None:
         task = self.pipeline.task
         try:
-            text = await self.pipeline._run(self.pipeline.engines.recognizer(task.options.asr_engine).transcribe,
-                                            audio, task.source_language)
+            text = await self.pipeline.transcribe(audio, final=False)
         except Exception:
             log.exception("partial transcription failed")
             return

@@ -23,13 +23,16 @@ def packaged_tiny_en() -> Path:
 
 class WhisperRecognizer(SpeechRecognizer):
     name = "whisper"
+    thread_safe = True  # CTranslate2 serves num_workers concurrent calls
 
     def __init__(self, model_dir: Path, device: str = "cpu", compute_type: str = "int8", threads: int = 2):
         if not (model_dir / "model.bin").is_file():
             raise EngineUnavailable(f"no CTranslate2 Whisper model at {model_dir} (expected model.bin)")
         from faster_whisper import WhisperModel
 
-        self._model = WhisperModel(str(model_dir), device=device, compute_type=compute_type, cpu_threads=threads)
+        self._model = WhisperModel(
+            str(model_dir), device=device, compute_type=compute_type, cpu_threads=threads, num_workers=2
+        )
         self.english_only = not self._model.model.is_multilingual
 
     def supports(self, language: str) -> bool:

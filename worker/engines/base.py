@@ -22,6 +22,8 @@ class Synthesized:
 
 class SpeechRecognizer(ABC):
     name: str
+    # Whether transcribe() may run in two threads at once (a partial beside a final result).
+    thread_safe: bool = False
 
     @abstractmethod
     def supports(self, language: str) -> bool: ...

@@ -1,0 +1,194 @@
+"""Worker latency on the CPU engines: speech in, translated speech out, per segment.
+
+A session is created through the facade on the loopback stack, its worker runs as a real
+process (loopback kubelet), a publisher speaks espeak-ng sentences with pauses, and a
+subscriber listens on the translation track. Reported per segment:
+  - client-observed: end of the spoken sentence -> first audible frame of its translation,
+  - worker-observed: end of speech (VAD) -> first translated frame sent,
+  - each stage's time and real-time factor (ASR, MT, TTS).
+
+Run: python -m bench.worker_latency [--rounds 2] [--language es]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import subprocess
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+from livekit import rtc
+
+from .common import loopback_stack, machine, summary, write_results
+from .session_create import register_client
+
+NAMESPACE = "bench"
+SENTENCES = [
+    "Good morning everyone.",
+    "The meeting starts at ten o'clock.",
+    "Please open the window.",
+    "I would like a cup of coffee.",
+    "Thank you very much for your help.",
+    "Where is the train station?",
+]
+PAUSE_SECONDS = 3.0
+AUDIBLE = 300  # mean |sample| of a 10 ms frame that counts as sound
+TARGET_MS = 1500
+
+
+def speak(text: str) -> tuple[np.ndarray, int]:
+    with tempfile.NamedTemporaryFile(suffix=".wav") as out:
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", out.name, text], check=True)
+        with wave.open(out.name) as wav:
+            samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+            rate = wav.getframerate()
+    # espeak-ng pads its output with silence; cut it so "end of sentence" is the end of speech.
+    voiced = np.flatnonzero(np.abs(samples) > 500)
+    return samples[voiced[0]:voiced[-1] + 1], rate
+
+
+class Listener:
+    """Records the onset times of utterances on the translation track."""
+
+    def __init__(self):
+        self.onsets: list[float] = []
+        self._last_audible = 0.0
+
+    async def follow(self, track: rtc.Track) -> None:
+        async for event in rtc.AudioStream(track, sample_rate=16000, num_channels=1):
+            now = time.monotonic()
+            if np.abs(np.frombuffer(event.frame.data, dtype=np.int16)).mean() > AUDIBLE:
+                if now - self._last_audible > 0.4:
+                    self.onsets.append(now)
+                self._last_audible = now
+
+
+async def run(facade: str, secret: str, rounds: int, language: str) -> dict:
+    headers = {"ClientID": "bench", "ClientSecret": secret}
+    async with aiohttp.ClientSession(base_url=facade) as http:
+        async with http.post("/session-storage/sessions", headers=headers, json={"data": {
+                "publisher_count": 1, "subscriber_count": 1, "target_languages": [language]}}) as response:
+            data = (await response.json())["data"]
+        while True:
+            async with http.get(f"/session-storage/sessions/{data['session_id']}", headers=headers) as response:
+                if (await response.json())["data"]["worker_ready"]:
+                    break
+            await asyncio.sleep(0.5)
+
+        listener, listening = Listener(), rtc.Room()
+
+        @listening.on("track_subscribed")
+        def _on_track(track, publication, participant):
+            if publication.name == f"translation-{language}":
+                asyncio.ensure_future(listener.follow(track))
+
+        await listening.connect(data["stream_url"], data["subscriber"][0])
+        timings: list[dict] = []
+        ws = await http.ws_connect(data["control_url"], params={"token": data["subscriber"][0]})
+
+        async def collect():
+            async for message in ws:
+                parsed = json.loads(message.data)
+                if parsed["message_type"] == "pipeline_timings":
+                    timings.append(parsed["data"])
+
+        collector = asyncio.create_task(collect())
+        speaker = rtc.Room()
+        await speaker.connect(data["stream_url"], data["publisher"][0])
+        clips = [speak(text) for text in SENTENCES] * rounds
+        rate = clips[0][1]
+        source = rtc.AudioSource(rate, 1, queue_size_ms=100)
+        await speaker.local_participant.publish_track(
+            rtc.LocalAudioTrack.create_audio_track("microphone", source),
+            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+        await asyncio.sleep(1.5)
+        frame = rate // 100
+        silence = np.zeros(int(rate * PAUSE_SECONDS), dtype=np.int16)
+        ends: list[float] = []
+        for samples, _ in clips:
+            for chunk_source in (samples, silence):
+                for start in range(0, len(chunk_source) - frame + 1, frame):
+                    await source.capture_frame(rtc.AudioFrame(chunk_source[start:start + frame].tobytes(), rate, 1, frame))
+                if chunk_source is samples:
+                    await source.wait_for_playout()
+                    ends.append(time.monotonic())
+        await asyncio.sleep(4)
+        collector.cancel()
+        await ws.close()
+        await speaker.disconnect()
+        await listening.disconnect()
+        async with http.delete(f"/session-storage/sessions/{data['session_id']}", headers=headers):
+            pass
+
+    # Pair each sentence end with the first utterance onset after it (and before the next end + pause).
+    client_ms = []
+    for i, end in enumerate(ends):
+        limit = ends[i + 1] if i + 1 < len(ends) else end + 10
+        onset = next((t for t in listener.onsets if end < t < limit), None)
+        if onset is not None:
+            client_ms.append((onset - end) * 1000)
+    return {"segments": len(ends), "client_ms": client_ms, "timings": timings}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker_latency", description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--language", default="es")
+    args = parser.parse_args()
+    secret = secrets.token_urlsafe(24)
+    with loopback_stack(NAMESPACE, with_kubelet=True) as (cluster, facade):
+        register_client(cluster, secret)
+        raw = asyncio.run(run(facade, secret, args.rounds, args.language))
+    lang, timings = args.language, raw["timings"]
+    worker_ms = [t["end_of_speech_to_audio_ms"][lang] for t in timings if lang in t["end_of_speech_to_audio_ms"]]
+    stages = {
+        "asr_ms": summary([t["asr_ms"] for t in timings]),
+        "mt_ms": summary([t["mt_ms"][lang] for t in timings if lang in t["mt_ms"]]),
+        "tts_ms": summary([t["tts_ms"][lang] for t in timings if lang in t["tts_ms"]]),
+    }
+    rtf = {
+        "asr": summary([t["asr_ms"] / 1000 / t["audio_seconds"] for t in timings]),
+        "mt (per second of speech)": summary([t["mt_ms"][lang] / 1000 / t["audio_seconds"] for t in timings
+                                              if lang in t["mt_ms"]]),
+        "tts": summary([t["tts_ms"][lang] / 1000 / t["tts_audio_seconds"][lang] for t in timings
+                        if t.get("tts_audio_seconds", {}).get(lang)]),
+    }
+    client = summary(raw["client_ms"])
+    worker = summary(worker_ms)
+    results = {"benchmark": "worker_latency", "machine": machine(), "language": lang, "segments": raw["segments"],
+               "translated_segments": len(timings), "client_observed_ms": client, "worker_observed_ms": worker,
+               "stage_ms": stages, "real_time_factor": rtf, "target_ms": TARGET_MS,
+               "note": "includes the VAD's end-of-segment silence (min_silence_ms, default 500 ms)"}
+    stage_rows = "\n".join(f"| {k} | {v['p50']} | {v['p95']} | {v['max']} |" for k, v in stages.items())
+    rtf_rows = "\n".join(f"| {k} | {v['p50']} | {v['p95']} |" for k, v in rtf.items())
+    markdown = f"""# Worker latency, CPU engines, en→{lang} ({machine()['cpus']} CPUs, {raw['segments']} sentences)
+
+| end of speech → first translated audio | p50 | p95 | max | target |
+|---|---|---|---|---|
+| client-observed (sentence end → audible frame at a subscriber) | {client['p50']} ms | {client['p95']} ms | {client['max']} ms | < {TARGET_MS} ms |
+| worker-observed (VAD end of speech → first frame sent) | {worker['p50']} ms | {worker['p95']} ms | {worker['max']} ms | |
+
+Both include the 500 ms of silence the VAD waits for before closing a segment.
+{len(timings)} of {raw['segments']} sentences produced translated speech.
+
+| stage | p50 ms | p95 ms | max ms |
+|---|---|---|---|
+{stage_rows}
+
+| real-time factor | p50 | p95 |
+|---|---|---|
+{rtf_rows}
+"""
+    write_results("worker_latency", results, markdown,
+                  {"client-observed": raw["client_ms"], "worker-observed": worker_ms}, "milliseconds after end of speech")
+
+
+if __name__ == "__main__":
+    main()
