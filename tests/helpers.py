@@ -95,3 +95,13 @@ async def gone(read: Callable[[], Awaitable[object]]) -> bool:
     except ApiException as exc:
         return exc.status == 404
     return False
+
+
+async def delete_and_wait(kube, namespace: str, name: str) -> None:
+    """Delete a session while its operator still runs, so the finalizer is released."""
+    try:
+        await CustomObjectsApi(kube).delete_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    await eventually(lambda: gone(lambda: get_session(kube, namespace, name)), what=f"{name} deleted")

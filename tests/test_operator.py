@@ -13,7 +13,9 @@ from lingo_api import resources as r
 from lingo_loopback.processes import free_port
 from lingo_loopback.stack import start_operator
 
-from .helpers import condition, create_session, eventually, get_session, gone, read_tokens, wait_for_phase
+from .helpers import (
+    condition, create_session, delete_and_wait, eventually, get_session, gone, read_tokens, wait_for_phase,
+)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -148,6 +150,7 @@ async def test_livekit_down_then_up_converges(cluster, kube, facade_url):
         livekit_process = _start_livekit_on(cluster, port)
         session = await wait_for_phase(kube, namespace, "waiting", r.Phase.READY, timeout=60)
         assert condition(session, r.Condition.ROOM_READY)["status"] == "True"
+        await delete_and_wait(kube, namespace, "waiting")
     finally:
         operator.stop()
         if livekit_process:
@@ -179,3 +182,40 @@ def _epoch(iso: str) -> int:
     import datetime as dt
 
     return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+
+
+async def test_restart_after_partial_progress_converges(cluster, kube, livekit, facade_url):
+    """A previous operator made the room and the Secret, then died. A new one adopts both."""
+    import datetime as dt
+
+    from lingo_api.session_spec import SessionSpec
+    from lingo_operator.config import OperatorConfig
+    from lingo_operator.handlers import tokens_secret_manifest
+
+    namespace = f"restart-{secrets.token_hex(3)}"
+    core = CoreV1Api(kube)
+    await core.create_namespace({"metadata": {"name": namespace}})
+    try:
+        created = await create_session(kube, namespace, "again", subscriberCount=1)  # no operator watches yet
+        room = r.room_name(created["metadata"]["uid"])
+        async with livekit_api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
+            await lk.room.create_room(livekit_api.CreateRoomRequest(name=room))
+        config = OperatorConfig(livekit_api_url=livekit.url, livekit_public_url=livekit.url,
+                                livekit_worker_url=livekit.url, livekit_api_key=livekit.api_key,
+                                livekit_api_secret=livekit.api_secret)
+        expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+        earlier = tokens_secret_manifest(created, SessionSpec.model_validate(created["spec"]), config, room, expires)
+        await core.create_namespaced_secret(namespace, earlier)
+
+        operator = start_operator(cluster, facade_url, namespaces=[namespace], name="operator-restart")
+        try:
+            session = await wait_for_phase(kube, namespace, "again", r.Phase.READY)
+            secret = await core.read_namespaced_secret(r.tokens_secret_name("again"), namespace)
+            await core.read_namespaced_pod(r.worker_pod_name("again"), namespace)
+        finally:
+            await delete_and_wait(kube, namespace, "again")
+            operator.stop()
+        assert session["status"]["roomName"] == room
+        assert secret.data == earlier["data"], "the tokens already handed out must stay valid"
+    finally:
+        await core.delete_namespace(namespace)
