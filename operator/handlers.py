@@ -235,7 +235,17 @@ async def reconcile_session(body, memo: kopf.Memo, logger) -> None:
 @kopf.on.create(**SESSIONS)
 @kopf.on.resume(**SESSIONS)
 async def session_created(body, memo: kopf.Memo, logger, **_):
-    await reconcile_session(body, memo, logger)
+    try:
+        await reconcile_session(body, memo, logger)
+    except kopf.PermanentError as exc:
+        message = str(exc)
+
+        def failed(status: dict, _):
+            status.update(phase=r.Phase.FAILED, message=message)
+
+        await update_status(memo.custom, body["metadata"]["namespace"], body["metadata"]["name"], failed)
+        kopf.warn(body, reason="Failed", message=message)
+        raise
 
 
 @kopf.timer(**SESSIONS, interval=30, initial_delay=30, idle=15)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-import aiohttp
 from aiohttp import web
 
 from lingo_api.kube_client import new_api_client
@@ -18,9 +17,7 @@ async def make_app() -> web.Application:
     app = build_app(k8s, FacadeConfig.from_env())
 
     async def lifecycle(app: web.Application):
-        app["http"] = aiohttp.ClientSession()
         yield
-        await app["http"].close()
         await k8s.close()
 
     app.cleanup_ctx.append(lifecycle)

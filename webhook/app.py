@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi, VersionApi
@@ -147,12 +148,14 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     cache = SessionCache(custom, config.namespace)
     app["store"] = SessionStore(custom, core, cache, config.ready_timeout_seconds)
 
-    async def informer(app: web.Application):
+    async def background(app: web.Application):
         cache.start()
+        app["http"] = aiohttp.ClientSession()  # upstream connections of the control relay
         yield
+        await app["http"].close()
         await cache.stop()
 
-    app.cleanup_ctx.append(informer)
+    app.cleanup_ctx.append(background)
     app.router.add_post(f"{BASE}/sessions", create_session)
     app.router.add_get(f"{BASE}/sessions", list_sessions)
     app.router.add_get(f"{BASE}/sessions/{{id}}", get_session)

@@ -2,40 +2,32 @@
 
 from __future__ import annotations
 
-_ERROR = {
-    "type": "object",
-    "required": ["ok", "error"],
-    "properties": {
-        "ok": {"const": False},
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
-        },
-    },
-}
 
-_CREATED = {
+def _envelope(ok: bool, key: str, body: dict) -> dict:
+    """{"ok": true, "data": ...} or {"ok": false, "error": ...}."""
+    return {"type": "object", "required": ["ok", key], "properties": {"ok": {"const": ok}, key: body}}
+
+
+_ERROR = _envelope(False, "error", {
     "type": "object",
-    "required": ["ok", "data"],
+    "required": ["code", "message"],
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+})
+
+_CREATED = _envelope(True, "data", {
+    "type": "object",
+    "required": ["publisher", "subscriber", "room_name", "stream_url", "control_url"],
     "properties": {
-        "ok": {"const": True},
-        "data": {
-            "type": "object",
-            "required": ["publisher", "subscriber", "room_name", "stream_url", "control_url"],
-            "properties": {
-                "session_id": {"type": "string"},
-                "publisher": {"type": "array", "items": {"type": "string"}, "description": "publisher JWTs"},
-                "subscriber": {"type": "array", "items": {"type": "string"}, "description": "subscriber JWTs"},
-                "room_name": {"type": "string"},
-                "stream_url": {"type": "string", "description": "LiveKit URL to connect to with a token"},
-                "control_url": {"type": "string", "description": "WebSocket of the translation control API"},
-                "expires_at": {"type": "string", "format": "date-time"},
-                "worker_ready": {"type": "boolean"},
-            },
-        },
+        "session_id": {"type": "string"},
+        "publisher": {"type": "array", "items": {"type": "string"}, "description": "publisher JWTs"},
+        "subscriber": {"type": "array", "items": {"type": "string"}, "description": "subscriber JWTs"},
+        "room_name": {"type": "string"},
+        "stream_url": {"type": "string", "description": "LiveKit URL to connect to with a token"},
+        "control_url": {"type": "string", "description": "WebSocket of the translation control API"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "worker_ready": {"type": "boolean"},
     },
-}
+})
 
 
 def _errors(*statuses: int) -> dict:
