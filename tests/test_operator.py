@@ -96,6 +96,15 @@ async def test_invalid_spec_is_rejected_by_the_api_server(kube, namespace):
         assert info.value.status == 422
 
 
+async def test_spec_is_immutable(kube, namespace):
+    await create_session(kube, namespace, "fixed")
+    with pytest.raises(ApiException) as info:
+        await CustomObjectsApi(kube).patch_namespaced_custom_object(
+            r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, "fixed",
+            [{"op": "replace", "path": "/spec/ttlSeconds", "value": 7200}])
+    assert info.value.status == 422 and "immutable" in info.value.body, info.value.body
+
+
 async def test_delete_removes_room_and_garbage_collects_owned_objects(kube, namespace, livekit):
     created = await create_session(kube, namespace, "bye")
     await wait_for_phase(kube, namespace, "bye", r.Phase.READY)

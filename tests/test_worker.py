@@ -16,6 +16,7 @@ import aiohttp
 import numpy as np
 import pytest
 from kubernetes_asyncio.client import CoreV1Api
+from livekit import api as livekit_api
 from livekit import rtc
 
 from lingo_api import resources as r
@@ -190,3 +191,21 @@ def test_gpu_profile_without_models_fails_clearly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "lingo_worker"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "model directory" in result.stderr and str(tmp_path / "missing") in result.stderr
+
+
+async def test_worker_rejoins_after_losing_the_room(ready_session, livekit):
+    session, _ = ready_session
+    room = session["status"]["roomName"]
+    async with livekit_api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
+        async def worker_identities():
+            listing = await lk.room.list_participants(livekit_api.ListParticipantsRequest(room=room))
+            return [p.identity for p in listing.participants if p.identity.startswith("worker-")]
+
+        identity = (await eventually(worker_identities, what="worker in the room"))[0]
+        await lk.room.remove_participant(livekit_api.RoomParticipantIdentity(room=room, identity=identity))
+        assert identity not in await worker_identities()
+
+        async def back():
+            return identity in await worker_identities()
+
+        await eventually(back, timeout=30, what="worker back in the room")

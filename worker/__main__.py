@@ -12,8 +12,39 @@ from aiohttp import web
 from .control_api import ControlHub, TokenBook, build_control_app
 from .engines.base import EngineUnavailable
 from .runtime import WorkerRuntime, WorkerSettings
+from .task import TaskState
 
 log = logging.getLogger("lingo.worker")
+
+
+async def _first(*aws) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+
+
+async def stay_in_room(runtime: WorkerRuntime, stop: asyncio.Event) -> None:
+    """Join the room, and join again (with back-off) whenever the connection is lost for good;
+    readiness reports the gap. Returns when asked to stop."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await runtime.join_room()
+            delay = 1.0
+        except Exception as exc:  # LiveKit unreachable or refusing: retry
+            log.warning("joining the room failed (%s); retrying in %.0fs", type(exc).__name__, delay)
+            await _first(stop.wait(), asyncio.sleep(delay))
+            delay = min(delay * 2, 30)
+            continue
+        await _first(stop.wait(), runtime.disconnected.wait())
+        if stop.is_set():
+            return
+        if runtime.task.state == TaskState.ENDED:
+            await stop.wait()
+            return
+        log.warning("lost the LiveKit room; joining again")
+        await runtime.reset_media()
 
 
 async def serve(settings: WorkerSettings) -> int:
@@ -35,16 +66,7 @@ async def serve(settings: WorkerSettings) -> int:
         except EngineUnavailable as exc:
             log.error("cannot start: %s", exc)
             return 1
-        delay = 1.0
-        while True:
-            try:
-                await runtime.join_room()
-                break
-            except Exception as exc:  # LiveKit not reachable yet: retry, readiness says why
-                log.warning("joining the room failed (%s); retrying in %.0fs", type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
-        await stop.wait()
+        await stay_in_room(runtime, stop)
         return 0
     finally:
         await runtime.shutdown_media()

@@ -71,6 +71,7 @@ class WorkerRuntime:
         self._publications: dict[str, str] = {}  # language -> track sid
         self._connected = False
         self._closing = False
+        self.disconnected = asyncio.Event()
         self._startup_error = ""
 
     # -- TaskController -----------------------------------------------------------------------
@@ -122,6 +123,7 @@ class WorkerRuntime:
     async def join_room(self) -> None:
         """Connect to the session's room (a fresh Room object per attempt) and publish tracks."""
         self.room = rtc.Room()
+        self.disconnected.clear()
         self.room.on("track_subscribed", self._on_track_subscribed)
         self.room.on("participant_disconnected", self._on_participant_left)
         self.room.on("disconnected", self._on_disconnected)
@@ -174,15 +176,20 @@ class WorkerRuntime:
         self._connected = False
         if not self._closing:
             log.warning("disconnected from the LiveKit room")
+        self.disconnected.set()
 
-    async def shutdown_media(self) -> None:
-        self._closing = True
+    async def reset_media(self) -> None:
+        """Forget the lost room's speakers and tracks; join_room publishes fresh ones."""
         for speaker in list(self._speakers.values()):
             await speaker.close()
         self._speakers.clear()
         if self.pipeline:
             await self.pipeline.close()
         self._publications.clear()
+
+    async def shutdown_media(self) -> None:
+        self._closing = True
+        await self.reset_media()
         if self._connected:
             await self.room.disconnect()
         self._connected = False
