@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end on a real kind cluster (needs Docker, kind, kubectl, helm): builds the images,
 # installs livekit-server and the chart, then runs the same e2e check the loopback suite runs
-# (tests/test_e2e_check.py). Usage: hack/kind-e2e.sh [--keep]
+# (tests/test_e2e_check.py), as a Job inside the cluster. Usage: hack/kind-e2e.sh [--keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLUSTER=${CLUSTER:-lingo-e2e}
@@ -30,15 +30,23 @@ kubectl -n livekit rollout status deploy/livekit-server --timeout=180s
 helm upgrade --install lingo charts/lingo-operator -n "$NAMESPACE" --wait --timeout 5m \
   --set image.repository=lingo-operator,image.tag=e2e,image.pullPolicy=Never \
   --set worker.image.repository=translation-worker,worker.image.tag=e2e,worker.image.pullPolicy=Never \
-  --set livekit.url=ws://livekit-server.livekit.svc.cluster.local:7880,livekit.publicUrl=ws://127.0.0.1:7880 \
-  --set facade.publicUrl=http://127.0.0.1:8000,facade.service.type=NodePort
-kubectl -n "$NAMESPACE" patch svc lingo-facade --type=json \
-  -p='[{"op":"replace","path":"/spec/ports/0/nodePort","value":30800}]'
+  --set livekit.url=ws://livekit-server.livekit.svc.cluster.local:7880 \
+  --set livekit.publicUrl=ws://livekit-server.livekit.svc.cluster.local:7880 \
+  --set facade.publicUrl=http://lingo-facade.lingo.svc.cluster.local
 
-client_secret_file=$(mktemp); chmod 600 "$client_secret_file"
-.venv/bin/python -m lingo_webhook.clients manifest e2e --namespace "$NAMESPACE" 2> >(sed -n 's/.*(shown once): //p' > "$client_secret_file") \
+# Register the e2e client (only its hash goes to the cluster; the secret goes to the Job).
+client_secret=$(openssl rand -hex 24)
+.venv/bin/python -m lingo_webhook.clients manifest e2e --namespace "$NAMESPACE" --secret "$client_secret" \
   | kubectl apply -f -
-sleep 1
-.venv/bin/python -m lingo_loopback.e2e_check --facade http://127.0.0.1:8000 --client-id e2e \
-  --client-secret-file "$client_secret_file" --worker-timeout 300
+kubectl -n "$NAMESPACE" create secret generic lingo-e2e-client --from-literal=secret="$client_secret" \
+  --dry-run=client -o yaml | kubectl apply -f -
+
+kubectl -n "$NAMESPACE" delete job lingo-e2e-check --ignore-not-found
+kubectl apply -f hack/kind/e2e-check-job.yaml
+if ! kubectl -n "$NAMESPACE" wait --for=condition=complete job/lingo-e2e-check --timeout=600s; then
+  kubectl -n "$NAMESPACE" logs job/lingo-e2e-check || true
+  kubectl get streamingsessions -A -o wide || true
+  exit 1
+fi
+kubectl -n "$NAMESPACE" logs job/lingo-e2e-check
 kubectl get streamingsessions -A

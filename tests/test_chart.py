@@ -108,3 +108,18 @@ async def test_operator_runs_with_only_the_charts_rbac(cluster, kube, facade_url
         await core.delete_namespace(namespace)
 
 
+
+
+def test_kind_e2e_manifests_pass_server_side_dry_run(cluster):
+    """hack/kind-e2e.sh cannot run here (no Docker); its manifests are still checked for real."""
+    kubectl = str(kubernetes_binaries()["kubectl"])
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"}
+    for namespace in ("livekit", "lingo"):
+        subprocess.run([kubectl, "create", "namespace", namespace], env=env, capture_output=True)
+    for manifest in ("livekit.yaml", "e2e-check-job.yaml"):
+        result = subprocess.run(
+            [kubectl, "apply", "--server-side", "--dry-run=server", "-f", str(REPO_ROOT / "hack" / "kind" / manifest)],
+            env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    result = subprocess.run(["bash", "-n", str(REPO_ROOT / "hack" / "kind-e2e.sh")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
