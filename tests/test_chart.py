@@ -123,3 +123,12 @@ def test_kind_e2e_manifests_pass_server_side_dry_run(cluster):
         assert result.returncode == 0, result.stderr
     result = subprocess.run(["bash", "-n", str(REPO_ROOT / "hack" / "kind-e2e.sh")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (REPO_ROOT / "examples").glob("*.yaml")))
+def test_examples_are_accepted_by_the_api_server(cluster, example):
+    kubectl = str(kubernetes_binaries()["kubectl"])
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([kubectl, "apply", "-n", "default", "--dry-run=server", "-f",
+                             str(REPO_ROOT / "examples" / example)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
