@@ -6,7 +6,6 @@ retry after an error, or an operator restart halfway through, converges to the s
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import logging
@@ -16,15 +15,15 @@ import kopf
 from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
 from lingo_api import resources as r
-from lingo_api.session_spec import SessionSpec
 from lingo_api.kube_client import new_api_client
-from lingo_api.session_tokens import Role, mint_token, new_identity
+from lingo_api.session_spec import SessionSpec
 
 from .config import load_config
 from .kube import create_or_get, delete_ignoring_missing
 from .livekit_rooms import LiveKitUnavailable, RoomService
 from .session_status import SessionGone, TERMINAL_PHASES, set_condition, update_status
-from .worker_pod import owner_reference, session_labels, worker_pod_manifest
+from .tokens_secret import tokens_secret_manifest
+from .worker_pod import worker_pod_manifest
 
 SESSIONS = dict(group=r.GROUP, version=r.VERSION, plural=r.SESSION_PLURAL)
 WORKER_PODS = dict(labels={r.LABEL_MANAGED_BY: r.MANAGED_BY, r.LABEL_COMPONENT: r.WORKER_COMPONENT})
@@ -62,12 +61,6 @@ async def cleanup(memo: kopf.Memo, **_):
     await memo.k8s.close()
 
 
-@kopf.on.probe(id="livekit")
-async def livekit_probe(memo: kopf.Memo, **_):
-    """Reported on the operator's /healthz liveness endpoint (kopf --liveness)."""
-    return {"url": memo.config.livekit_api_url}
-
-
 # -- helpers -------------------------------------------------------------------------------
 
 
@@ -96,39 +89,6 @@ def _parse_spec(spec) -> SessionSpec:
 def _emit(body, flipped: bool, reason: str, message: str, warning: bool = False) -> None:
     if flipped:
         (kopf.warn if warning else kopf.info)(body, reason=reason, message=message)
-
-
-def _b64(value: str) -> str:
-    return base64.b64encode(value.encode()).decode()
-
-
-def tokens_secret_manifest(session: dict, spec: SessionSpec, config, room: str, expires_at: dt.datetime) -> dict:
-    name = session["metadata"]["name"]
-    secret = config.livekit_api_secret.get_secret_value()
-
-    def mint(role: Role, index: int) -> str:
-        return mint_token(
-            api_key=config.livekit_api_key, api_secret=secret, room=room, role=role,
-            identity=new_identity(role, index), session=name, expires_at=expires_at,
-        )
-
-    data = {
-        r.SECRET_PUBLISHER_TOKENS: json.dumps([mint(Role.PUBLISHER, i) for i in range(spec.publisher_count)]),
-        r.SECRET_SUBSCRIBER_TOKENS: json.dumps([mint(Role.SUBSCRIBER, i) for i in range(spec.subscriber_count)]),
-        r.SECRET_WORKER_TOKEN: mint(Role.WORKER, 0),
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": r.tokens_secret_name(name),
-            "namespace": session["metadata"]["namespace"],
-            "labels": session_labels(session, "session-tokens"),
-            "ownerReferences": [owner_reference(session)],
-        },
-        "data": {key: _b64(value) for key, value in data.items()},
-    }
 
 
 # -- reconcile -----------------------------------------------------------------------------

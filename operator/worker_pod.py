@@ -6,32 +6,9 @@ from lingo_api import resources as r
 from lingo_api.session_spec import SessionSpec, WorkerProfile
 
 from .config import OperatorConfig
+from .ownership import owner_reference, session_labels
 
 MODELS_MOUNT_PATH = "/models"
-
-
-def owner_reference(session: dict) -> dict:
-    meta = session["metadata"]
-    return {
-        "apiVersion": r.API_VERSION,
-        "kind": r.SESSION_KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def session_labels(session: dict, component: str) -> dict[str, str]:
-    labels = {
-        r.LABEL_SESSION: session["metadata"]["name"],
-        r.LABEL_MANAGED_BY: r.MANAGED_BY,
-        r.LABEL_COMPONENT: component,
-    }
-    client = session["metadata"].get("labels", {}).get(r.LABEL_CLIENT)
-    if client:
-        labels[r.LABEL_CLIENT] = client
-    return labels
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict:

@@ -199,7 +199,7 @@ async def test_restart_after_partial_progress_converges(cluster, kube, livekit, 
 
     from lingo_api.session_spec import SessionSpec
     from lingo_operator.config import OperatorConfig
-    from lingo_operator.handlers import tokens_secret_manifest
+    from lingo_operator.tokens_secret import tokens_secret_manifest
 
     namespace = f"restart-{secrets.token_hex(3)}"
     core = CoreV1Api(kube)

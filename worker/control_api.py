@@ -123,8 +123,8 @@ class ControlHub:
             return
         message_type, data = parsed
         if message_type == "get_task":
-            await self._require(ws, grant, Permission.READ) and await _send(
-                ws, "current_task", self.controller.task.model_dump(mode="json"))
+            if await self._require(ws, grant, Permission.READ):
+                await _send(ws, "current_task", self.controller.task.model_dump(mode="json"))
         elif message_type == "set_task":
             try:
                 update = TaskUpdate.model_validate(data)
@@ -174,9 +174,8 @@ def _parse(raw) -> tuple[str, dict] | None:
     return (message["message_type"], data) if isinstance(data, dict) else None
 
 
-async def _send(ws: web.WebSocketResponse, message_type: str, data: dict) -> bool:
+async def _send(ws: web.WebSocketResponse, message_type: str, data: dict) -> None:
     await ws.send_str(json.dumps({"message_type": message_type, "data": data}))
-    return True
 
 
 async def _error(ws: web.WebSocketResponse, code: str, message: str) -> None:
