@@ -6,6 +6,7 @@ import argparse
 import logging
 
 import kopf
+import prometheus_client
 
 from . import handlers  # noqa: F401 - registers the handlers with kopf
 
@@ -24,10 +25,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="liveness endpoint URL, or '' to disable")
     parser.add_argument("--peering", default="",
                         help="kopf peering name for running several replicas (needs the KopfPeering CRDs)")
+    parser.add_argument("--metrics-port", type=int, default=8082, help="Prometheus /metrics port, 0 to disable")
+    parser.add_argument("--metrics-host", default="0.0.0.0")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     kopf.configure(verbose=args.log_level.upper() == "DEBUG")
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_host)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,

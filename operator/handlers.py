@@ -20,6 +20,7 @@ from lingo_api.session_spec import SessionSpec
 
 from .config import load_config
 from .kube import create_or_get, delete_ignoring_missing
+from . import metrics
 from .livekit_rooms import LiveKitUnavailable, RoomService
 from .session_status import SessionGone, TERMINAL_PHASES, set_condition, update_status
 from .tokens_secret import tokens_secret_manifest
@@ -135,6 +136,7 @@ async def reconcile_session(body, memo: kopf.Memo, logger) -> None:
             room, empty_timeout=int(remaining) + 60, max_participants=spec.publisher_count + spec.subscriber_count + 1
         )
     except LiveKitUnavailable as exc:
+        metrics.LIVEKIT_ERRORS.labels("create_room").inc()
         message = str(exc)
 
         def unavailable(status: dict, _):
@@ -183,6 +185,9 @@ async def reconcile_session(body, memo: kopf.Memo, logger) -> None:
 
     flips = await update_status(memo.custom, namespace, name, provisioned)
     lap("status")
+    metrics.SESSIONS_PROVISIONED.inc()
+    for step, milliseconds in timings.items():
+        metrics.RECONCILE_STEP_SECONDS.labels(step).observe(milliseconds / 1000)
     for reason, flipped in flips.items():
         _emit(body, flipped, reason, messages[reason])
     if pod_created:
@@ -218,6 +223,7 @@ async def session_drift(body, memo: kopf.Memo, logger, **_):
     try:
         room_missing = not await memo.rooms.room_exists(room)
     except LiveKitUnavailable as exc:
+        metrics.LIVEKIT_ERRORS.labels("list_rooms").inc()
         logger.warning("cannot check room %s: %s", room, exc)
         return
     try:
@@ -228,6 +234,9 @@ async def session_drift(body, memo: kopf.Memo, logger, **_):
     if room_missing or pod_missing:
         what = " and ".join(w for w, gone in (("room", room_missing), ("worker pod", pod_missing)) if gone)
         kopf.warn(body, reason="Drift", message=f"{what} missing; recreating")
+        for part, gone in (("room", room_missing), ("pod", pod_missing)):
+            if gone:
+                metrics.DRIFT_REPAIRS.labels(part).inc()
         await reconcile_session(body, memo, logger)
 
 
@@ -241,6 +250,7 @@ async def expire_session(body, memo: kopf.Memo, logger) -> None:
     try:
         await memo.rooms.delete_room(room)
     except LiveKitUnavailable as exc:
+        metrics.LIVEKIT_ERRORS.labels("delete_room").inc()
         raise kopf.TemporaryError(f"cannot delete room of expired session: {exc}", delay=memo.config.retry_delay_seconds)
     await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), r.worker_pod_name(name), namespace)
     await delete_ignoring_missing(
@@ -254,6 +264,7 @@ async def expire_session(body, memo: kopf.Memo, logger) -> None:
             set_condition(status, ctype, False, "Expired", "session TTL elapsed")
 
     await update_status(memo.custom, namespace, name, expired)
+    metrics.SESSIONS_EXPIRED.inc()
     kopf.info(body, reason="SessionExpired", message="TTL elapsed; room, tokens and worker removed")
     logger.info("session %s/%s expired", namespace, name)
 
@@ -299,7 +310,9 @@ async def session_deleted(body, memo: kopf.Memo, logger, **_):
     try:
         await memo.rooms.delete_room(r.room_name(meta["uid"]))
     except LiveKitUnavailable as exc:
+        metrics.LIVEKIT_ERRORS.labels("delete_room").inc()
         raise kopf.TemporaryError(f"room not deleted yet: {exc}", delay=memo.config.retry_delay_seconds)
+    metrics.SESSIONS_DELETED.inc()
     logger.info("session %s/%s deleted; room removed", meta["namespace"], meta["name"])
 
 

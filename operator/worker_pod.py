@@ -87,6 +87,8 @@ def worker_pod_manifest(session: dict, spec: SessionSpec, config: OperatorConfig
             "name": r.worker_pod_name(name),
             "namespace": session["metadata"]["namespace"],
             "labels": session_labels(session, r.WORKER_COMPONENT),
+            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(r.WORKER_PORT),
+                            "prometheus.io/path": "/metrics"},
             "ownerReferences": [owner_reference(session)],
         },
         "spec": pod_spec,

@@ -182,6 +182,16 @@ async def test_openapi_and_health(http):
             assert response.status == 200
 
 
+async def test_metrics_count_requests_by_route(http):
+    async with http.get(f"{SESSIONS}/ss-nope", headers=auth(ACME)):
+        pass
+    async with http.get("/metrics") as response:
+        text = await response.text()
+    assert 'route="/session-storage/sessions/{id}"' in text and 'status="404"' in text
+    assert "ss-nope" not in text, "session IDs must not become label values"
+    assert "lingo_facade_sessions_created_total" in text
+
+
 async def test_logs_never_contain_secrets(cluster, http):
     status, body = await create(http)
     assert status == 200

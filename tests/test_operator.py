@@ -228,3 +228,15 @@ async def test_restart_after_partial_progress_converges(cluster, kube, livekit, 
         assert secret.data == earlier["data"], "the tokens already handed out must stay valid"
     finally:
         await core.delete_namespace(namespace)
+
+
+async def test_operator_exports_metrics(operator, kube, namespace):
+    import aiohttp
+
+    await create_session(kube, namespace, "counted")
+    await wait_for_phase(kube, namespace, "counted", r.Phase.READY)
+    async with aiohttp.ClientSession() as http, http.get(operator.endpoints["metrics"]) as response:
+        text = await response.text()
+    provisioned = next(line for line in text.splitlines() if line.startswith("lingo_sessions_provisioned_total "))
+    assert float(provisioned.split()[1]) >= 1
+    assert 'lingo_reconcile_step_seconds_bucket{le="0.1",step="room"}' in text

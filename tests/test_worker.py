@@ -133,6 +133,10 @@ async def test_speech_is_transcribed_translated_and_spoken(ready_session, tmp_pa
                 return sum(energy > 200 for energy in spanish_energy) > 20
 
             await eventually(audible, timeout=20, what="audible frames on the translation-es track")
+            async with http.get(f"http://{status['workerEndpoint']}/metrics") as response:
+                exported = await response.text()
+            assert "lingo_worker_segments_total 1.0" in exported
+            assert 'lingo_worker_end_of_speech_to_audio_seconds_count{language="es"} 1.0' in exported
         finally:
             await speaker.disconnect()
             await listener.disconnect()

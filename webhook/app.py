@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lingo_api.session_spec import SessionSpec
 
+from . import metrics
 from .clients import Client, ClientRegistry
 from .control_proxy import proxy_control
 from .errors import ApiError, json_errors, ok_response
@@ -89,6 +90,7 @@ async def create_session(request: web.Request) -> web.Response:
     spec = await parse_create_body(request)
     started = time.perf_counter()
     session, tokens = await request.app["store"].create(client.client_id, client.max_sessions, spec)
+    metrics.SESSIONS_CREATED.labels(client.client_id).inc()
     summary = describe(session)
     log.info("client %s created session %s in %.0f ms", client.client_id, summary["session_id"],
              (time.perf_counter() - started) * 1000)
@@ -140,7 +142,8 @@ async def openapi(_: web.Request) -> web.Response:
 
 
 def build_app(k8s_client, config: FacadeConfig) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    # json_errors sits inside record, so metrics see the final status of every request.
+    app = web.Application(middlewares=[metrics.record, json_errors], client_max_size=MAX_BODY_BYTES)
     custom, core = CustomObjectsApi(k8s_client), CoreV1Api(k8s_client)
     app["k8s"] = k8s_client
     app["config"] = config
@@ -164,4 +167,5 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     app.router.add_get(f"{BASE}/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics.metrics_endpoint)
     return app

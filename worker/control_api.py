@@ -17,10 +17,12 @@ import logging
 from typing import Protocol
 
 from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from lingo_api.session_tokens import ControlGrant, InvalidToken, Permission, read_control_grant
 
+from . import metrics
 from .task import TaskState, TaskUpdate, TranslationTask
 
 log = logging.getLogger("lingo.worker")
@@ -81,6 +83,7 @@ class ControlHub:
             await ws.close(code=4401, message=b"unauthorized")
             return ws
         self.clients[ws] = grant
+        metrics.CONTROL_CLIENTS.inc()
         await _send(ws, "current_task", self.controller.task.model_dump(mode="json"))
         try:
             async for message in ws:
@@ -92,6 +95,7 @@ class ControlHub:
                     break
         finally:
             self.clients.pop(ws, None)
+            metrics.CONTROL_CLIENTS.dec()
         return ws
 
     async def _authenticate(self, ws: web.WebSocketResponse, token: str | None) -> ControlGrant | None:
@@ -194,5 +198,9 @@ def build_control_app(hub: ControlHub) -> web.Application:
 
     app.router.add_get("/control", hub.handle)
     app.router.add_get("/healthz", healthz)
+    async def metrics_endpoint(_):
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     return app

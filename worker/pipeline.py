@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
+from . import metrics
 from .audio_output import TranslatedTrack
 from .engines.registry import Engines
 from .segmenter import Segment, SpeechSegmenter
@@ -103,6 +104,12 @@ class TranslationPipeline:
         for language, first_frame in first_frames:
             went_out = await first_frame
             timings["end_of_speech_to_audio_ms"][language] = _ms(went_out - segment.speech_ended_at)
+            metrics.END_TO_AUDIO.labels(language).observe(went_out - segment.speech_ended_at)
+        metrics.SEGMENTS.inc()
+        metrics.STAGE_SECONDS.labels("asr").observe(timings["asr_ms"] / 1000)
+        for stage in ("mt", "tts"):
+            for milliseconds in timings[f"{stage}_ms"].values():
+                metrics.STAGE_SECONDS.labels(stage).observe(milliseconds / 1000)
         await self._emit("pipeline_timings", timings)
 
     async def close(self) -> None:

@@ -29,6 +29,7 @@ class ManagedProcess:
         self.log_path = log_dir / f"{name}.log"
         self.env = env
         self.proc: subprocess.Popen | None = None
+        self.endpoints: dict[str, str] = {}  # named URLs the process serves (metrics, ...)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,11 +34,13 @@ def start_operator(
     cluster: LoopbackCluster, facade_url: str, namespaces: list[str] | None = None, name: str = "operator",
     extra_env: dict[str, str] | None = None,
 ) -> ManagedProcess:
-    port = free_port()
-    argv = [sys.executable, "-m", "lingo_operator", f"--liveness=http://127.0.0.1:{port}/healthz"]
+    port, metrics_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "lingo_operator", f"--liveness=http://127.0.0.1:{port}/healthz",
+            f"--metrics-port={metrics_port}", "--metrics-host=127.0.0.1"]
     for pattern in namespaces or []:
         argv.append(f"--namespace={pattern}")
     process = ManagedProcess(name, argv, cluster.log_dir, {**component_env(cluster, facade_url), **(extra_env or {})})
+    process.endpoints["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
     process.start()
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), process, name, timeout=60)
     return process
