@@ -40,14 +40,18 @@ class FacadeConfig:
     namespace: str = "default"
     clients_namespace: str = "default"
     ready_timeout_seconds: float = 15.0
+    # Namespaces (globs) whose sessions the control relay may reach; the facade's own by default.
+    control_namespaces: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "FacadeConfig":
         namespace = os.environ.get("LINGO_SESSIONS_NAMESPACE", "default")
+        extra = [n.strip() for n in os.environ.get("LINGO_CONTROL_NAMESPACES", "").split(",") if n.strip()]
         return cls(
             namespace=namespace,
             clients_namespace=os.environ.get("LINGO_CLIENTS_NAMESPACE", namespace),
             ready_timeout_seconds=float(os.environ.get("LINGO_READY_TIMEOUT_SECONDS", "15")),
+            control_namespaces=(namespace, *extra),
         )
 
 

@@ -8,6 +8,7 @@ and enforces its permissions; the facade only routes.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 
 import aiohttp
@@ -24,6 +25,9 @@ log = logging.getLogger("lingo.webhook")
 async def _worker_endpoint(request: web.Request) -> str:
     store = request.app["store"]
     namespace = request.query.get("namespace") or store.namespace
+    allowed = request.app["config"].control_namespaces or (store.namespace,)
+    if not any(fnmatch.fnmatchcase(namespace, pattern) for pattern in allowed):
+        raise ApiError(404, "session_not_found", "no such session")  # same answer as a missing one
     try:
         session = await store.custom.get_namespaced_custom_object(
             r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, request.match_info["id"]

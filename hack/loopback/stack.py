@@ -47,12 +47,14 @@ def start_operator(
 
 
 def start_facade(
-    cluster: LoopbackCluster, port: int, namespace: str, ready_timeout: float = 15.0, name: str = "facade"
+    cluster: LoopbackCluster, port: int, namespace: str, ready_timeout: float = 15.0, name: str = "facade",
+    control_namespaces: list[str] | None = None,
 ) -> ManagedProcess:
     env = {
         **component_env(cluster, f"http://127.0.0.1:{port}"),
         "LINGO_SESSIONS_NAMESPACE": namespace,
         "LINGO_READY_TIMEOUT_SECONDS": str(ready_timeout),
+        "LINGO_CONTROL_NAMESPACES": ",".join(control_namespaces or []),
     }
     argv = [sys.executable, "-m", "lingo_webhook", "--host=127.0.0.1", f"--port={port}"]
     process = ManagedProcess(name, argv, cluster.log_dir, env)
@@ -121,7 +123,8 @@ def main() -> None:
         cluster.start()
         processes.append(start_kubelet(cluster))
         processes.append(start_operator(cluster, facade_url))
-        processes.append(start_facade(cluster, port, args.namespace))
+        # On the dev stack, sessions made with kubectl in any namespace are reachable too.
+        processes.append(start_facade(cluster, port, args.namespace, control_namespaces=["*"]))
         client_id, secret_file = _register_dev_client(cluster, args.namespace)
         assert cluster.livekit is not None
         print(f"""
