@@ -46,7 +46,7 @@ class OperatorConfig(BaseModel):
 
     # How long an expired session stays visible before the operator deletes it (0: keep).
     expired_retention_seconds: int = 3600
-    # Back-off for LiveKit errors, seconds.
+    # First retry delay after a LiveKit error, seconds; doubles per retry up to a minute.
     retry_delay_seconds: float = 5.0
 
 

@@ -95,7 +95,12 @@ def _emit(body, flipped: bool, reason: str, message: str, warning: bool = False)
 # -- reconcile -----------------------------------------------------------------------------
 
 
-async def reconcile_session(body, memo: kopf.Memo, logger) -> None:
+def backoff(config, retry: int) -> float:
+    """Exponential back-off for LiveKit trouble: base, 2x, 4x ... capped at one minute."""
+    return min(config.retry_delay_seconds * 2 ** min(retry, 10), 60.0)
+
+
+async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
     meta, config = body["metadata"], memo.config
     name, namespace = meta["name"], meta["namespace"]
     if meta.get("deletionTimestamp"):
@@ -145,7 +150,7 @@ async def reconcile_session(body, memo: kopf.Memo, logger) -> None:
 
         _emit(body, await update_status(memo.custom, namespace, name, unavailable), "LiveKitUnavailable", message,
               warning=True)
-        raise kopf.TemporaryError(message, delay=config.retry_delay_seconds) from exc
+        raise kopf.TemporaryError(message, delay=backoff(config, retry)) from exc
     lap("room")
 
     # 2. The tokens Secret (adopted as-is if a previous attempt already wrote it).
@@ -199,9 +204,9 @@ async def reconcile_session(body, memo: kopf.Memo, logger) -> None:
 
 @kopf.on.create(**SESSIONS)
 @kopf.on.resume(**SESSIONS)
-async def session_created(body, memo: kopf.Memo, logger, **_):
+async def session_created(body, memo: kopf.Memo, logger, retry: int, **_):
     try:
-        await reconcile_session(body, memo, logger)
+        await reconcile_session(body, memo, logger, retry)
     except kopf.PermanentError as exc:
         message = str(exc)
 
@@ -243,7 +248,7 @@ async def session_drift(body, memo: kopf.Memo, logger, **_):
 # -- expiry --------------------------------------------------------------------------------
 
 
-async def expire_session(body, memo: kopf.Memo, logger) -> None:
+async def expire_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     room = r.room_name(meta["uid"])
@@ -251,7 +256,7 @@ async def expire_session(body, memo: kopf.Memo, logger) -> None:
         await memo.rooms.delete_room(room)
     except LiveKitUnavailable as exc:
         metrics.LIVEKIT_ERRORS.labels("delete_room").inc()
-        raise kopf.TemporaryError(f"cannot delete room of expired session: {exc}", delay=memo.config.retry_delay_seconds)
+        raise kopf.TemporaryError(f"cannot delete room of expired session: {exc}", delay=backoff(memo.config, retry))
     await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), r.worker_pod_name(name), namespace)
     await delete_ignoring_missing(
         lambda n, ns: memo.core.delete_namespaced_secret(n, ns), r.tokens_secret_name(name), namespace
@@ -298,7 +303,7 @@ async def session_expiry(body, memo: kopf.Memo, logger, **_):
 
 
 @kopf.on.delete(**SESSIONS)
-async def session_deleted(body, memo: kopf.Memo, logger, **_):
+async def session_deleted(body, memo: kopf.Memo, logger, retry: int, **_):
     """The finalizer's work: remove the LiveKit room. The Secret and Pod go by garbage collection."""
     meta = body["metadata"]
     try:
@@ -311,7 +316,7 @@ async def session_deleted(body, memo: kopf.Memo, logger, **_):
         await memo.rooms.delete_room(r.room_name(meta["uid"]))
     except LiveKitUnavailable as exc:
         metrics.LIVEKIT_ERRORS.labels("delete_room").inc()
-        raise kopf.TemporaryError(f"room not deleted yet: {exc}", delay=memo.config.retry_delay_seconds)
+        raise kopf.TemporaryError(f"room not deleted yet: {exc}", delay=backoff(memo.config, retry))
     metrics.SESSIONS_DELETED.inc()
     logger.info("session %s/%s deleted; room removed", meta["namespace"], meta["name"])
 
