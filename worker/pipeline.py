@@ -100,7 +100,9 @@ class TranslationPipeline:
             )
             timings["tts_ms"][language] = _ms(time.monotonic() - started)
             timings["tts_audio_seconds"][language] = round(len(speech.samples) / speech.sample_rate, 2)
-            first_frames.append((language, self.tracks[language].play(speech.samples, speech.sample_rate)))
+            track = self.tracks.get(language)  # the language may have been dropped meanwhile
+            if track is not None:
+                first_frames.append((language, track.play(speech.samples, speech.sample_rate)))
         for language, first_frame in first_frames:
             went_out = await first_frame
             timings["end_of_speech_to_audio_ms"][language] = _ms(went_out - segment.speech_ended_at)
