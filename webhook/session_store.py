@@ -125,8 +125,10 @@ class SessionStore:
         name = created["metadata"]["name"]
         try:
             session = await asyncio.wait_for(self._wait_usable(name), self.ready_timeout)
+            self._unseen[client_id].discard(name)  # the informer has it now
             tokens = await self._read_tokens(name)
         except (asyncio.TimeoutError, ApiError) as exc:
+            self._unseen[client_id].discard(name)
             # Never leave a half-made session behind: the finalizer also removes its room.
             await self.delete(name)
             if isinstance(exc, ApiError):
@@ -134,6 +136,7 @@ class SessionStore:
             raise ApiError(503, "session_not_ready", f"session was not ready within {self.ready_timeout:.0f}s; "
                            "it has been deleted, please retry") from None
         except BaseException:
+            self._unseen[client_id].discard(name)
             await self.delete(name)
             raise
         return session, tokens
