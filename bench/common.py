@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import platform
 import os
+import platform
 from contextlib import contextmanager
 from pathlib import Path
 
 from lingo_loopback.cluster import LoopbackCluster
 from lingo_loopback.processes import ManagedProcess, free_port
-from lingo_loopback.stack import start_facade, start_kubelet, start_operator
+from lingo_loopback.stack import create_namespace, start_facade, start_kubelet, start_operator
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -26,24 +26,13 @@ def loopback_stack(facade_namespace: str, with_kubelet: bool):
         if with_kubelet:
             processes.append(start_kubelet(cluster))
         processes.append(start_operator(cluster, facade_url))
-        _create_namespace(cluster, facade_namespace)
+        create_namespace(cluster, facade_namespace)
         processes.append(start_facade(cluster, port, facade_namespace))
         yield cluster, facade_url
     finally:
         for process in reversed(processes):
             process.stop()
         cluster.cleanup()
-
-
-def _create_namespace(cluster: LoopbackCluster, name: str) -> None:
-    import subprocess
-
-    subprocess.run(
-        ["curl", "-skf", "-X", "POST", f"{cluster.api_url}/api/v1/namespaces",
-         "-H", f"Authorization: Bearer {cluster.admin_token}", "-H", "Content-Type: application/json",
-         "-d", json.dumps({"metadata": {"name": name}})],
-        capture_output=True,
-    )
 
 
 def percentile(values: list[float], q: float) -> float:

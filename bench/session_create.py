@@ -17,25 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
-import subprocess
 import time
 
 import aiohttp
 
-from lingo_webhook.clients import api_client_manifest, hash_secret
+from lingo_loopback.stack import register_client
 
 from .common import loopback_stack, machine, summary, write_results
 
 NAMESPACE = "bench"
 TARGETS = {"p50_ms": 150, "p99_ms": 1000, "sessions_per_minute": 100}
-
-
-def register_client(cluster, secret: str) -> None:
-    manifest = api_client_manifest("bench", hash_secret(secret), 10_000, NAMESPACE)
-    url = f"{cluster.api_url}/apis/translation.lingo.dev/v1alpha1/namespaces/{NAMESPACE}/apiclients"
-    subprocess.run(["curl", "-skf", "-X", "POST", url, "-H", f"Authorization: Bearer {cluster.admin_token}",
-                    "-H", "Content-Type: application/json", "-d", json.dumps(manifest)], check=True, capture_output=True)
 
 
 class Load:
@@ -110,9 +101,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="saturation phase: concurrent clients")
     parser.add_argument("--sessions", type=int, default=200, help="saturation phase: sessions in all")
     args = parser.parse_args()
-    secret = secrets.token_urlsafe(24)
     with loopback_stack(NAMESPACE, with_kubelet=False) as (cluster, facade):
-        register_client(cluster, secret)
+        secret = register_client(cluster, NAMESPACE, "bench", max_sessions=10_000)
         paced, paced_elapsed, saturated, saturated_elapsed = asyncio.run(measure(facade, secret, args))
         split = reconcile_split((cluster.log_dir / "operator.log").read_text())
     latency, loaded = summary(paced.latencies), summary(saturated.latencies)

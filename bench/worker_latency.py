@@ -15,19 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import subprocess
 import tempfile
 import time
 import wave
-from pathlib import Path
 
 import aiohttp
 import numpy as np
 from livekit import rtc
 
+from lingo_loopback.stack import register_client
+
 from .common import loopback_stack, machine, summary, write_results
-from .session_create import register_client
 
 NAMESPACE = "bench"
 SENTENCES = [
@@ -142,9 +141,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--language", default="es")
     args = parser.parse_args()
-    secret = secrets.token_urlsafe(24)
     with loopback_stack(NAMESPACE, with_kubelet=True) as (cluster, facade):
-        register_client(cluster, secret)
+        secret = register_client(cluster, NAMESPACE, "bench", max_sessions=10)
         raw = asyncio.run(run(facade, secret, args.rounds, args.language))
     lang, timings = args.language, raw["timings"]
     worker_ms = [t["end_of_speech_to_audio_ms"][lang] for t in timings if lang in t["end_of_speech_to_audio_ms"]]

@@ -92,30 +92,38 @@ class LoopbackCluster:
     def process_logs(self) -> dict[str, Path]:
         return {p.name: p.log_path for p in self._processes}
 
+    def api_request(self, path: str, body: dict | None = None, method: str | None = None) -> dict:
+        """One call to the API server as the loopback admin; returns the decoded answer."""
+        request = urllib.request.Request(
+            f"{self.api_url}{path}", data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {self.admin_token}", "Content-Type": "application/json"},
+            method=method or ("POST" if body is not None else "GET"),
+        )
+        with urllib.request.urlopen(request, context=INSECURE_TLS, timeout=10) as response:
+            return json.load(response)
+
+    def create(self, path: str, body: dict) -> None:
+        """POST an object; one that already exists (409) is left as it is."""
+        try:
+            self.api_request(path, body)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:
+                raise RuntimeError(f"creating {path}: {exc.read().decode()[:500]}") from exc
+
     def install_crds(self, paths: list[Path]) -> None:
         """Create each CRD (an existing one is kept) and wait until it is Established."""
-        headers = {"Authorization": f"Bearer {self.admin_token}", "Content-Type": "application/json"}
-        base = f"{self.api_url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
         for path in paths:
             crd = yaml.safe_load(path.read_text())
-            name = crd["metadata"]["name"]
-            body = json.dumps(crd).encode()
-            request = urllib.request.Request(base, data=body, headers=headers, method="POST")
-            try:
-                urllib.request.urlopen(request, context=INSECURE_TLS, timeout=10).close()
-            except urllib.error.HTTPError as exc:
-                if exc.code != 409:
-                    raise RuntimeError(f"creating CRD {name}: {exc.read().decode()[:500]}") from exc
+            self.create(base, crd)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                request = urllib.request.Request(f"{base}/{name}", headers=headers)
-                with urllib.request.urlopen(request, context=INSECURE_TLS, timeout=10) as response:
-                    conditions = (json.load(response).get("status") or {}).get("conditions") or []
-                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                status = self.api_request(f"{base}/{crd['metadata']['name']}").get("status") or {}
+                if any(c["type"] == "Established" and c["status"] == "True" for c in status.get("conditions") or []):
                     break
                 time.sleep(0.1)
             else:
-                raise RuntimeError(f"CRD {name} not Established")
+                raise RuntimeError(f"CRD {crd['metadata']['name']} not Established")
 
     # -- components ------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The whole local stack on loopback: control plane, livekit-server, CRDs, operator, facade, kubelet.
+"""The whole local stack on loopback: control plane and livekit-server, operator, facade, kubelet.
 
 Used by `make dev` (python -m lingo_loopback.stack) and by the test fixtures, so what the tests
 exercise is exactly what a developer runs.
@@ -7,8 +7,12 @@ exercise is exactly what a developer runs.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
+
+from lingo_api import resources as r
+from lingo_webhook.clients import api_client_manifest, hash_secret
 
 from .cluster import LoopbackCluster
 from .processes import ManagedProcess, free_port, http_ok, wait_until
@@ -72,26 +76,16 @@ def start_kubelet(cluster: LoopbackCluster, namespaces: list[str] | None = None,
     return process
 
 
-def _register_dev_client(cluster: LoopbackCluster, namespace: str) -> tuple[str, Path]:
-    """An ApiClient 'dev' with a fresh secret, written to a 0600 file rather than printed."""
-    import json
-    import secrets
-    import subprocess
-
-    from lingo_webhook.clients import api_client_manifest, hash_secret
-
+def register_client(cluster: LoopbackCluster, namespace: str, client_id: str, max_sessions: int) -> str:
+    """Create an ApiClient with a fresh random secret; returns the secret."""
     secret = secrets.token_urlsafe(24)
-    manifest = api_client_manifest("dev", hash_secret(secret), 20, namespace)
-    url = f"{cluster.api_url}/apis/translation.lingo.dev/v1alpha1/namespaces/{namespace}/apiclients"
-    subprocess.run(
-        ["curl", "-skf", "-X", "POST", url, "-H", f"Authorization: Bearer {cluster.admin_token}",
-         "-H", "Content-Type: application/json", "-d", json.dumps(manifest)],
-        check=True, capture_output=True,
-    )
-    secret_file = cluster.workdir / "dev-client-secret"
-    secret_file.write_text(secret)
-    secret_file.chmod(0o600)
-    return "dev", secret_file
+    manifest = api_client_manifest(client_id, hash_secret(secret), max_sessions, namespace)
+    cluster.create(f"/apis/{r.API_VERSION}/namespaces/{namespace}/{r.API_CLIENT_PLURAL}", manifest)
+    return secret
+
+
+def create_namespace(cluster: LoopbackCluster, name: str) -> None:
+    cluster.create("/api/v1/namespaces", {"metadata": {"name": name}})
 
 
 def main() -> None:
@@ -125,7 +119,10 @@ def main() -> None:
         processes.append(start_operator(cluster, facade_url))
         # On the dev stack, sessions made with kubectl in any namespace are reachable too.
         processes.append(start_facade(cluster, port, args.namespace, control_namespaces=["*"]))
-        client_id, secret_file = _register_dev_client(cluster, args.namespace)
+        # The dev client's secret goes to a 0600 file, not to the terminal or a log.
+        client_id, secret_file = "dev", cluster.workdir / "dev-client-secret"
+        secret_file.write_text(register_client(cluster, args.namespace, client_id, max_sessions=20))
+        secret_file.chmod(0o600)
         assert cluster.livekit is not None
         print(f"""
 Lingo Operator dev stack is up.
