@@ -6,6 +6,7 @@ spec written with kubectl is held to the rules the REST facade applies.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -17,6 +18,16 @@ MIN_TTL_SECONDS = 10
 MAX_TTL_SECONDS = 86_400
 DEFAULT_TTL_SECONDS = 3_600
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+
+
+def check_target_languages(languages: list[str]) -> list[str]:
+    """Each a language code, none repeated (shared by the session spec and the worker's set_task)."""
+    for language in languages:
+        if not re.fullmatch(LANGUAGE_PATTERN, language):
+            raise ValueError(f"'{language}' is not a language code such as 'es' or 'pt-BR'")
+    if len(set(languages)) != len(languages):
+        raise ValueError("target languages must not repeat")
+    return languages
 
 
 class WorkerProfile(str, Enum):
@@ -41,14 +52,7 @@ class SessionSpec(BaseModel):
     @field_validator("target_languages")
     @classmethod
     def _valid_targets(cls, value: list[str]) -> list[str]:
-        import re
-
-        for language in value:
-            if not re.fullmatch(LANGUAGE_PATTERN, language):
-                raise ValueError(f"'{language}' is not a language code such as 'es' or 'pt-BR'")
-        if len(set(value)) != len(value):
-            raise ValueError("target languages must not repeat")
-        return value
+        return check_target_languages(value)
 
     def to_crd(self) -> dict:
         return self.model_dump(by_alias=True, mode="json")

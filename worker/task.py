@@ -6,7 +6,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lingo_api.session_spec import LANGUAGE_PATTERN, MAX_TARGET_LANGUAGES
+from lingo_api.session_spec import LANGUAGE_PATTERN, MAX_TARGET_LANGUAGES, check_target_languages
 from lingo_api.session_tokens import Permission
 
 
@@ -41,15 +41,8 @@ class TaskUpdate(BaseModel):
 
     @field_validator("target_languages")
     @classmethod
-    def _targets(cls, value):
-        import re
-
-        if value is not None:
-            if any(not re.fullmatch(LANGUAGE_PATTERN, v) for v in value):
-                raise ValueError("target languages must be codes such as 'es'")
-            if len(set(value)) != len(value):
-                raise ValueError("target languages must not repeat")
-        return value
+    def _targets(cls, value: list[str] | None) -> list[str] | None:
+        return value if value is None else check_target_languages(value)
 
     def required_permission(self) -> Permission:
         if self.source_language is not None or self.target_languages is not None:

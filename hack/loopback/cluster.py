@@ -52,6 +52,7 @@ class LoopbackCluster:
         self.kubeconfig = self.workdir / "kubeconfig"
         self.livekit: LiveKitEndpoint | None = None
         self._processes: list[ManagedProcess] = []
+        self._etcd_data_dir: Path | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -78,6 +79,10 @@ class LoopbackCluster:
         for process in reversed(self._processes):
             process.stop()
         self._processes.clear()
+        # etcd's store lives in memory (/dev/shm) and is worthless once etcd is gone.
+        if self._etcd_data_dir:
+            shutil.rmtree(self._etcd_data_dir, ignore_errors=True)
+            self._etcd_data_dir = None
 
     def __enter__(self) -> "LoopbackCluster":
         return self.start()
@@ -88,9 +93,6 @@ class LoopbackCluster:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def process_logs(self) -> dict[str, Path]:
-        return {p.name: p.log_path for p in self._processes}
 
     def api_request(self, path: str, body: dict | None = None, method: str | None = None) -> dict:
         """One call to the API server as the loopback admin; returns the decoded answer."""
