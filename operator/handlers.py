@@ -274,29 +274,43 @@ async def expire_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
     logger.info("session %s/%s expired", namespace, name)
 
 
-@kopf.timer(**SESSIONS, interval=2, initial_delay=1)
-async def session_expiry(body, memo: kopf.Memo, logger, **_):
+async def _sleep_until(stopped, moment: dt.datetime) -> bool:
+    """Sleep until `moment`; False if the daemon was stopped (session deleted, operator exiting)."""
+    seconds = (moment - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    if seconds > 0:
+        await stopped.wait(seconds)
+    return not stopped
+
+
+@kopf.daemon(**SESSIONS, cancellation_timeout=10)
+async def session_lifetime(stopped, body, memo: kopf.Memo, logger, **_):
+    """One sleeping task per session: expire it when its TTL is up, delete it after retention."""
     meta = body["metadata"]
-    if meta.get("deletionTimestamp"):
-        return
-    spec = _parse_spec(body["spec"])
-    expires_at = expiry_of(meta, spec)
-    now = dt.datetime.now(dt.timezone.utc)
-    phase = (body.get("status") or {}).get("phase")
-    if phase != r.Phase.EXPIRED:
-        if now >= expires_at:
-            await expire_session(body, memo, logger)
-        return
-    retention = memo.config.expired_retention_seconds
-    if retention > 0 and now >= expires_at + dt.timedelta(seconds=retention):
-        logger.info("deleting %s/%s: expired more than %ss ago", meta["namespace"], meta["name"], retention)
+    expires_at = expiry_of(meta, _parse_spec(body["spec"]))
+    expired = (body.get("status") or {}).get("phase") == r.Phase.EXPIRED
+    retry = 0
+    while not expired:
+        if not await _sleep_until(stopped, expires_at) or body["metadata"].get("deletionTimestamp"):
+            return
         try:
-            await memo.custom.delete_namespaced_custom_object(
-                r.GROUP, r.VERSION, meta["namespace"], r.SESSION_PLURAL, meta["name"]
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+            await expire_session(body, memo, logger, retry)
+            expired = True
+        except kopf.TemporaryError as exc:
+            retry += 1
+            await stopped.wait(exc.delay or memo.config.retry_delay_seconds)
+        except SessionGone:
+            return
+    retention = memo.config.expired_retention_seconds
+    if retention <= 0 or not await _sleep_until(stopped, expires_at + dt.timedelta(seconds=retention)):
+        return
+    logger.info("deleting %s/%s: expired more than %ss ago", meta["namespace"], meta["name"], retention)
+    try:
+        await memo.custom.delete_namespaced_custom_object(
+            r.GROUP, r.VERSION, meta["namespace"], r.SESSION_PLURAL, meta["name"]
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 # -- deletion ------------------------------------------------------------------------------

@@ -132,6 +132,21 @@ async def test_ttl_expiry_tears_down_and_marks_expired(kube, namespace, livekit)
     assert await gone(lambda: core.read_namespaced_pod(r.worker_pod_name("short"), namespace))
 
 
+async def test_expired_session_is_deleted_after_retention(cluster, kube, facade_url):
+    namespace = f"retain-{secrets.token_hex(3)}"
+    await CoreV1Api(kube).create_namespace({"metadata": {"name": namespace}})
+    operator = start_operator(cluster, facade_url, namespaces=[namespace], name="operator-retention",
+                              extra_env={"LINGO_EXPIRED_RETENTION_SECONDS": "3"})
+    try:
+        await create_session(kube, namespace, "brief", ttlSeconds=10)
+        await wait_for_phase(kube, namespace, "brief", r.Phase.EXPIRED, timeout=30)
+        await eventually(lambda: gone(lambda: get_session(kube, namespace, "brief")), timeout=20,
+                         what="expired session deleted after retention")
+    finally:
+        operator.stop()
+        await CoreV1Api(kube).delete_namespace(namespace)
+
+
 async def test_livekit_down_then_up_converges(cluster, kube, facade_url):
     """An operator pointed at a LiveKit that is not up yet reports why, makes nothing, then converges."""
     namespace = f"lkdown-{secrets.token_hex(3)}"
