@@ -26,6 +26,12 @@ def helm(*args: str) -> str:
     return result.stdout
 
 
+def kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
+    """kubectl against the loopback cluster; HOME points into its workdir so no cache lands in the repo."""
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin", "HOME": str(cluster.workdir)}
+    return subprocess.run([str(kubernetes_binaries()["kubectl"]), *args], env=env, capture_output=True, text=True)
+
+
 def render(*sets: str, namespace: str = "lingo") -> list[dict]:
     args = ["template", "lingo", str(CHART), "-n", namespace, "--kube-version", KUBE_VERSION]
     for value in sets:
@@ -51,17 +57,14 @@ def test_values_schema_rejects_nonsense():
 
 
 def test_rendered_manifests_pass_server_side_dry_run(cluster, tmp_path: Path):
-    kubectl = str(kubernetes_binaries()["kubectl"])
-    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"}
-    subprocess.run([kubectl, "create", "namespace", "lingo"], env=env, capture_output=True)
+    kubectl(cluster, "create", "namespace", "lingo")
     docs = render("facade.ingress.enabled=true", "operator.watchNamespaces={team-a,team-b-*}")
     kinds = sorted(doc["kind"] for doc in docs)
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Deployment", "Ingress", "Role",
                      "RoleBinding", "Service", "ServiceAccount", "ServiceAccount"]
     manifest = tmp_path / "rendered.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
-    result = subprocess.run([kubectl, "apply", "--server-side", "--dry-run=server", "-f", str(manifest)],
-                            env=env, capture_output=True, text=True)
+    result = kubectl(cluster, "apply", "--server-side", "--dry-run=server", "-f", str(manifest))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(server dry run)") == len(docs)
 
@@ -112,14 +115,11 @@ async def test_operator_runs_with_only_the_charts_rbac(cluster, kube, facade_url
 
 def test_kind_e2e_manifests_pass_server_side_dry_run(cluster):
     """hack/kind-e2e.sh cannot run here (no Docker); its manifests are still checked for real."""
-    kubectl = str(kubernetes_binaries()["kubectl"])
-    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"}
     for namespace in ("livekit", "lingo"):
-        subprocess.run([kubectl, "create", "namespace", namespace], env=env, capture_output=True)
+        kubectl(cluster, "create", "namespace", namespace)
     for manifest in ("livekit.yaml", "e2e-check-job.yaml"):
-        result = subprocess.run(
-            [kubectl, "apply", "--server-side", "--dry-run=server", "-f", str(REPO_ROOT / "hack" / "kind" / manifest)],
-            env=env, capture_output=True, text=True)
+        result = kubectl(cluster, "apply", "--server-side", "--dry-run=server", "-f",
+                         str(REPO_ROOT / "hack" / "kind" / manifest))
         assert result.returncode == 0, result.stderr
     result = subprocess.run(["bash", "-n", str(REPO_ROOT / "hack" / "kind-e2e.sh")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -127,8 +127,5 @@ def test_kind_e2e_manifests_pass_server_side_dry_run(cluster):
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (REPO_ROOT / "examples").glob("*.yaml")))
 def test_examples_are_accepted_by_the_api_server(cluster, example):
-    kubectl = str(kubernetes_binaries()["kubectl"])
-    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([kubectl, "apply", "-n", "default", "--dry-run=server", "-f",
-                             str(REPO_ROOT / "examples" / example)], env=env, capture_output=True, text=True)
+    result = kubectl(cluster, "apply", "-n", "default", "--dry-run=server", "-f", str(REPO_ROOT / "examples" / example))
     assert result.returncode == 0, result.stderr
