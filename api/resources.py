@@ -1,4 +1,8 @@
-"""Names of the custom resources, labels and status vocabulary: the contract between components."""
+"""Names of the custom resources, labels, status vocabulary and the tokens Secret layout: the
+contract between components."""
+
+import base64
+import json
 
 GROUP = "translation.lingo.dev"
 VERSION = "v1alpha1"
@@ -40,6 +44,15 @@ class Condition:
 SECRET_PUBLISHER_TOKENS = "publisher-tokens"
 SECRET_SUBSCRIBER_TOKENS = "subscriber-tokens"
 SECRET_WORKER_TOKEN = "worker-token"
+
+def client_tokens_from_secret(data: dict[str, str]) -> dict[str, list[str]]:
+    """The publisher and subscriber tokens from a tokens Secret's (base64) data."""
+    decoded = {key: base64.b64decode(value).decode() for key, value in data.items()}
+    return {
+        "publisher": json.loads(decoded[SECRET_PUBLISHER_TOKENS]),
+        "subscriber": json.loads(decoded[SECRET_SUBSCRIBER_TOKENS]),
+    }
+
 
 WORKER_PORT = 8080
 WORKER_CONTROL_PATH = "/control"

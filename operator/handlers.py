@@ -16,11 +16,12 @@ from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
 from lingo_api import resources as r
 from lingo_api.kube_client import new_api_client
+from lingo_api.kube_time import format_time, parse_time
 from lingo_api.session_spec import SessionSpec
 
 from .config import load_config
-from .kube import create_or_get, delete_ignoring_missing
 from . import metrics
+from .kube import create_or_get, delete_ignoring_missing
 from .livekit_rooms import LiveKitUnavailable, RoomService
 from .session_status import SessionGone, TERMINAL_PHASES, set_condition, update_status
 from .tokens_secret import tokens_secret_manifest
@@ -65,12 +66,8 @@ async def cleanup(memo: kopf.Memo, **_):
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _parse_time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def expiry_of(meta, spec: SessionSpec) -> dt.datetime:
-    return _parse_time(meta["creationTimestamp"]) + dt.timedelta(seconds=spec.ttl_seconds)
+    return parse_time(meta["creationTimestamp"]) + dt.timedelta(seconds=spec.ttl_seconds)
 
 
 def control_url(config, namespace: str, name: str) -> str:
@@ -124,7 +121,7 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
         controlUrl=control_url(config, namespace, name),
         tokensSecretName=r.tokens_secret_name(name),
         workerPodName=r.worker_pod_name(name),
-        expiresAt=expires_at.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        expiresAt=format_time(expires_at),
         observedGeneration=meta.get("generation"),
     )
     timings: dict[str, float] = {}

@@ -7,18 +7,14 @@ retrying on conflict instead of clobbering the other writer's conditions.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Callable
 
 from kubernetes_asyncio.client import ApiException, CustomObjectsApi
 
 from lingo_api import resources as r
+from lingo_api.kube_time import now_time
 
 TERMINAL_PHASES = (r.Phase.EXPIRED, r.Phase.TERMINATING, r.Phase.FAILED)
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def get_condition(status: dict, ctype: str) -> dict | None:
@@ -37,12 +33,12 @@ def set_condition(status: dict, ctype: str, state: bool | None, reason: str, mes
     current = get_condition(status, ctype)
     if current is None:
         conditions.append(
-            {"type": ctype, "status": value, "reason": reason, "message": message, "lastTransitionTime": now_iso()}
+            {"type": ctype, "status": value, "reason": reason, "message": message, "lastTransitionTime": now_time()}
         )
         return True
     flipped = current.get("status") != value
     if flipped:
-        current["lastTransitionTime"] = now_iso()
+        current["lastTransitionTime"] = now_time()
     current.update(status=value, reason=reason, message=message)
     return flipped
 

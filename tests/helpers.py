@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import secrets
 import time
 from typing import Awaitable, Callable, TypeVar
@@ -80,11 +79,9 @@ def condition(session: dict, ctype: str) -> dict:
 
 async def read_tokens(kube, namespace: str, session: str) -> dict[str, object]:
     secret = await CoreV1Api(kube).read_namespaced_secret(r.tokens_secret_name(session), namespace)
-    decoded = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
     return {
-        "publisher": json.loads(decoded[r.SECRET_PUBLISHER_TOKENS]),
-        "subscriber": json.loads(decoded[r.SECRET_SUBSCRIBER_TOKENS]),
-        "worker": decoded[r.SECRET_WORKER_TOKEN],
+        **r.client_tokens_from_secret(secret.data),
+        "worker": base64.b64decode(secret.data[r.SECRET_WORKER_TOKEN]).decode(),
         "secret": secret,
     }
 

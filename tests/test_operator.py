@@ -10,6 +10,7 @@ from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 from livekit import api as livekit_api
 
 from lingo_api import resources as r
+from lingo_api.kube_time import parse_time
 from lingo_loopback.processes import free_port
 from lingo_loopback.stack import start_operator
 
@@ -56,7 +57,7 @@ async def test_session_becomes_ready_with_room_tokens_and_worker_pod(kube, names
         identities.add(claims.identity)
     assert len(identities) == 4
     exp = jwt.decode(tokens["publisher"][0], options={"verify_signature": False})["exp"]
-    assert abs(exp - _epoch(status["expiresAt"])) <= 1
+    assert abs(exp - parse_time(status["expiresAt"]).timestamp()) <= 1
 
     # The Secret and the Pod belong to the session.
     secret = tokens["secret"]
@@ -200,12 +201,6 @@ def _start_livekit_on(cluster, port: int):
     process.start()
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}"), process, "late livekit-server")
     return process
-
-
-def _epoch(iso: str) -> int:
-    import datetime as dt
-
-    return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
 
 
 async def test_restart_after_partial_progress_converges(cluster, kube, livekit, facade_url):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 from collections import defaultdict
 
@@ -155,8 +153,4 @@ class SessionStore:
 
     async def _read_tokens(self, name: str) -> dict:
         secret = await self.core.read_namespaced_secret(r.tokens_secret_name(name), self.namespace)
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-        return {
-            "publisher": json.loads(data[r.SECRET_PUBLISHER_TOKENS]),
-            "subscriber": json.loads(data[r.SECRET_SUBSCRIBER_TOKENS]),
-        }
+        return r.client_tokens_from_secret(secret.data or {})

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import datetime as dt
 import fnmatch
 import itertools
 import logging
@@ -34,14 +33,11 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client import ApiException
 
 from lingo_api import resources as r
+from lingo_api.kube_time import now_time
 
 log = logging.getLogger("lingo.loopback.kubelet")
 NODE_NAME = "loopback-node"
 POD_SELECTOR = f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY},{r.LABEL_COMPONENT}={r.WORKER_COMPONENT}"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -122,7 +118,7 @@ class LoopbackKubelet:
                 "phase": "Pending",
                 "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                 "message": f"0/1 nodes available: insufficient nvidia.com/gpu ({self.gpus} on "
-                                           f"{NODE_NAME}, {wanted_gpus} requested)", "lastTransitionTime": _now()}],
+                                           f"{NODE_NAME}, {wanted_gpus} requested)", "lastTransitionTime": now_time()}],
             })
             return
         if not pod.spec.node_name:
@@ -214,7 +210,7 @@ class LoopbackKubelet:
 
     def _status(self, running: RunningPod, started: bool) -> dict:
         ready = "True" if running.ready else "False"
-        now = _now()
+        now = now_time()
         state = {"running": {"startedAt": now}} if started else {"waiting": {"reason": "ContainerCreating"}}
         return {
             "phase": "Running" if started else "Pending",
