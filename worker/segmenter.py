@@ -63,7 +63,7 @@ class SpeechSegmenter:
                 self._silence_samples += self._window
             else:
                 self._silence_samples, self._last_voiced_at = 0, now
-            length = sum(len(w) for w in self._speech) / ASR_SAMPLE_RATE
+            length = len(self._speech) * self._window / ASR_SAMPLE_RATE  # windows are all one size
             if self._silence_samples * 1000 >= options.min_silence_ms * ASR_SAMPLE_RATE or length >= options.max_segment_seconds:
                 closed.append(self._close())
         return closed

@@ -143,6 +143,7 @@ class LoopbackKubelet:
                "TMPDIR": str(running.workdir), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         fields = {"status.podIP": running.ip, "metadata.name": running.name, "metadata.namespace": running.namespace,
                   "spec.nodeName": NODE_NAME}
+        secrets: dict[str, dict] = {}  # each Secret read once, however many keys the env takes from it
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = item["value"]
@@ -152,8 +153,9 @@ class LoopbackKubelet:
                 env[item["name"]] = fields.get(source["fieldRef"]["fieldPath"], "")
             elif "secretKeyRef" in source:
                 ref = source["secretKeyRef"]
-                secret = await self.core.read_namespaced_secret(ref["name"], running.namespace)
-                env[item["name"]] = base64.b64decode(secret.data[ref["key"]]).decode()
+                if ref["name"] not in secrets:
+                    secrets[ref["name"]] = (await self.core.read_namespaced_secret(ref["name"], running.namespace)).data
+                env[item["name"]] = base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
         return env
 
     async def _supervise(self, running: RunningPod) -> None:
