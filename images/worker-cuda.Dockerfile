@@ -13,6 +13,7 @@ COPY operator operator
 COPY webhook webhook
 COPY worker worker
 COPY hack/loopback hack/loopback
+COPY hack/node hack/node
 RUN pip install '.[worker]' && rm -rf /src
 USER 10001
 EXPOSE 8080

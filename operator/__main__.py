@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 
 import kopf
 import prometheus_client
@@ -15,6 +17,15 @@ from . import handlers  # noqa: F401 - registers the handlers with kopf
 def login(**kwargs):
     """Service account inside a pod, kubeconfig anywhere else; nothing else is tried."""
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def operator_identity() -> str:
+    """This replica's name among its peers: the pod name (POD_ID, from the downward API) or host/pid.
+
+    Passed to kopf explicitly: kopf's own default asks getpass.getuser(), which raises under a
+    uid with no passwd entry (the chart runs the image as uid 10001).
+    """
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,8 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-host", default="0.0.0.0")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # kopf's handler is the only one on the root logger (a second one printed every line twice).
     kopf.configure(verbose=args.log_level.upper() == "DEBUG")
+    logging.getLogger().setLevel(args.log_level.upper())
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_host)
     kopf.run(
@@ -39,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         standalone=not args.peering,
         peering_name=args.peering or None,
         liveness_endpoint=args.liveness or None,
+        identity=operator_identity(),
     )
 
 

@@ -111,6 +111,6 @@ async def http(facade):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Speech tests last: they are the slowest, and a failure elsewhere shows sooner."""
-    items.sort(key=lambda item: 1 if item.get_closest_marker("slow") else 0)
+    """Speech tests late and the real node last: slowest last, so a failure elsewhere shows sooner."""
+    items.sort(key=lambda item: 2 if item.get_closest_marker("node") else 1 if item.get_closest_marker("slow") else 0)
 

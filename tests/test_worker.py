@@ -3,71 +3,23 @@ livekit-server, recorded speech in, translated speech and transcripts out, contr
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import secrets
 import subprocess
 import sys
-import wave
-from pathlib import Path
 
 import aiohttp
-import numpy as np
 import pytest
 from kubernetes_asyncio.client import CoreV1Api
 from livekit import api as livekit_api
-from livekit import rtc
 
 from lingo_api import resources as r
 
 from .conftest import WORKER_NAMESPACE_PREFIX
 from .helpers import create_session, eventually, get_session, read_tokens, wait_for_phase
+from .speech import SENTENCE, ControlClient, audible_frames, listen_to_track, publish_speech, speech_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet", "facade")]
-
-SENTENCE = "Hello my friend. The weather is very nice today."
-
-
-def speech_wav(tmp: Path, text: str) -> tuple[np.ndarray, int]:
-    path = tmp / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
-    with wave.open(str(path)) as wav:
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16), wav.getframerate()
-
-
-async def publish_speech(url: str, token: str, samples: np.ndarray, rate: int) -> rtc.Room:
-    room = rtc.Room()
-    await room.connect(url, token)
-    source = rtc.AudioSource(rate, 1)
-    track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
-    await room.local_participant.publish_track(track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
-    await asyncio.sleep(1.0)  # let the worker subscribe before speech starts
-    frame = rate // 100
-    padded = np.concatenate([samples, np.zeros(rate * 2, dtype=np.int16)])  # trailing silence closes the segment
-    for start in range(0, len(padded) - frame, frame):
-        await source.capture_frame(rtc.AudioFrame(padded[start:start + frame].tobytes(), rate, 1, frame))
-    return room
-
-
-class ControlClient:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse):
-        self.ws = ws
-        self.messages: list[dict] = []
-
-    async def send(self, message_type: str, data: dict | None = None) -> None:
-        await self.ws.send_str(json.dumps({"message_type": message_type, "data": data or {}}))
-
-    async def next(self, message_type: str, timeout: float = 10, where=lambda d: True) -> dict:
-        async def wait():
-            async for message in self.ws:
-                parsed = json.loads(message.data)
-                self.messages.append(parsed)
-                if parsed["message_type"] == message_type and where(parsed["data"]):
-                    return parsed["data"]
-            raise AssertionError(f"socket closed before {message_type}; got {self.messages[-5:]}")
-
-        return await asyncio.wait_for(wait(), timeout)
 
 
 @pytest.fixture
@@ -98,19 +50,7 @@ async def test_speech_is_transcribed_translated_and_spoken(ready_session, tmp_pa
     status = session["status"]
     samples, rate = speech_wav(tmp_path, SENTENCE)
 
-    listener = rtc.Room()
-    spanish_energy: list[float] = []
-
-    async def listen(track: rtc.Track):
-        async for event in rtc.AudioStream(track, sample_rate=16000, num_channels=1):
-            spanish_energy.append(float(np.abs(np.frombuffer(event.frame.data, dtype=np.int16)).mean()))
-
-    @listener.on("track_subscribed")
-    def _on_track(track, publication, participant):
-        if publication.name == "translation-es":
-            asyncio.ensure_future(listen(track))
-
-    await listener.connect(status["streamUrl"], tokens["subscriber"][0])
+    listener, spanish_energy = await listen_to_track(status["streamUrl"], tokens["subscriber"][0], "translation-es")
     async with aiohttp.ClientSession() as http, http.ws_connect(
         status["controlUrl"], params={"token": tokens["subscriber"][1]}
     ) as ws:
@@ -130,7 +70,7 @@ async def test_speech_is_transcribed_translated_and_spoken(ready_session, tmp_pa
             timings = await control.next("pipeline_timings", timeout=30)
             assert timings["asr_ms"] > 0 and "es" in timings["end_of_speech_to_audio_ms"]
             async def audible():
-                return sum(energy > 200 for energy in spanish_energy) > 20
+                return audible_frames(spanish_energy) > 20
 
             await eventually(audible, timeout=20, what="audible frames on the translation-es track")
             async with http.get(f"http://{status['workerEndpoint']}/metrics") as response:

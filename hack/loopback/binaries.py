@@ -49,7 +49,7 @@ def _run_build(cmd: list[str], cwd: Path, what: str, log: Path) -> None:
         raise BinaryBuildError(f"building {what} failed (exit {proc.returncode}); last output:\n{tail}")
 
 
-class _BuildLock:
+class BuildLock:
     """Serialises builds between processes (pytest workers, the dev stack) on one cache."""
 
     def __init__(self, name: str):
@@ -66,28 +66,56 @@ class _BuildLock:
         self._fd.close()
 
 
-def kubernetes_binaries() -> dict[str, Path]:
-    """Paths of kube-apiserver, kube-controller-manager and kubectl, building them if needed."""
-    out_dir = cache_dir() / "bin" / f"kubernetes-{KUBERNETES_VERSION}"
-    names = ("kube-apiserver", "kube-controller-manager", "kubectl")
+# Every Kubernetes binary is stamped like a release build: an unstamped kube-apiserver reports
+# v0.0.0-master+$Format:%H$, which fails a chart's `kubeVersion` constraint (helm install refuses).
+_VERSION_PACKAGE = "k8s.io/component-base/version"
+
+
+def _kubernetes_ldflags() -> str:
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    stamps = {
+        "gitVersion": KUBERNETES_VERSION,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        # Fixed, so the stamp (and the binary) does not change from build to build.
+        "buildDate": "2026-01-01T00:00:00Z",
+    }
+    return " ".join(f"-X {_VERSION_PACKAGE}.{key}={value}" for key, value in stamps.items())
+
+
+def _kubernetes_group(group: str, names: tuple[str, ...]) -> dict[str, Path]:
+    """Build `names` from k8s.io/kubernetes/cmd into one cached folder per group; returns their paths."""
+    out_dir = cache_dir() / "bin" / f"{group}-{KUBERNETES_VERSION}-stamped"
     paths = {name: out_dir / name for name in names}
     if all(p.exists() for p in paths.values()):
         return paths
-    with _BuildLock("kubernetes"):
+    with BuildLock("kubernetes"):
         if all(p.exists() for p in paths.values()):
             return paths
         staging = out_dir.with_name(out_dir.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         _run_build(
-            [_go(), "build", "-o", str(staging) + "/", *(f"k8s.io/kubernetes/cmd/{n}" for n in names)],
+            [_go(), "build", "-ldflags", _kubernetes_ldflags(), "-o", str(staging) + "/",
+             *(f"k8s.io/kubernetes/cmd/{n}" for n in names)],
             K8S_MODULE_DIR,
-            f"kube-apiserver, kube-controller-manager and kubectl {KUBERNETES_VERSION}",
-            cache_dir() / "logs" / "build-kubernetes.log",
+            f"{', '.join(names)} {KUBERNETES_VERSION}",
+            cache_dir() / "logs" / f"build-{group}.log",
         )
         shutil.rmtree(out_dir, ignore_errors=True)
         staging.rename(out_dir)
     return paths
+
+
+def kubernetes_binaries() -> dict[str, Path]:
+    """Paths of kube-apiserver, kube-controller-manager and kubectl (the loopback control plane)."""
+    return _kubernetes_group("kubernetes", ("kube-apiserver", "kube-controller-manager", "kubectl"))
+
+
+def node_binaries() -> dict[str, Path]:
+    """Paths of kubelet, kube-scheduler and kube-proxy: what the real node adds (hack/node)."""
+    return _kubernetes_group("kubernetes-node", ("kubelet", "kube-scheduler", "kube-proxy"))
 
 
 def _go_install(name: str, package: str, version: str) -> Path:
@@ -96,7 +124,7 @@ def _go_install(name: str, package: str, version: str) -> Path:
     binary = out_dir / name
     if binary.exists():
         return binary
-    with _BuildLock(name):
+    with BuildLock(name):
         if binary.exists():
             return binary
         gobin = out_dir.with_name(out_dir.name + ".partial")
@@ -132,9 +160,12 @@ def etcd_binary() -> Path:
 
 
 def main() -> None:
-    """`python -m lingo_loopback.binaries`: build everything ahead of time."""
+    """`python -m lingo_loopback.binaries [--node]`: build everything ahead of time (--node: the real
+    node's kubelet, kube-scheduler and kube-proxy too)."""
     built = {**kubernetes_binaries(), "livekit-server": livekit_server_binary(), "helm": helm_binary(),
              "etcd": etcd_binary()}
+    if "--node" in sys.argv[1:]:
+        built.update(node_binaries())
     for name, path in built.items():
         print(f"{name}: {path}")
 

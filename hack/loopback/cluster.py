@@ -41,14 +41,20 @@ class LiveKitEndpoint:
 class LoopbackCluster:
     """Starts etcd, kube-apiserver, kube-controller-manager and livekit-server; stops them all."""
 
+    # The address kube-apiserver and livekit-server serve on; a real node (lingo_node) uses its
+    # bridge address, which pods can reach.
+    bind_address = "127.0.0.1"
+    service_cidr = "10.96.0.0/24"
+
     def __init__(self, workdir: Path | None = None, with_livekit: bool = True, crd_dir: Path | None = CRD_DIR):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="lingo-loopback-"))
         self.log_dir = self.workdir / "logs"
+        self.pki_dir = self.workdir / "pki"
         self.with_livekit = with_livekit
         self.crd_dir = crd_dir
         self.admin_token = secrets.token_urlsafe(32)
         self.api_port = free_port()
-        self.api_url = f"https://127.0.0.1:{self.api_port}"
+        self.api_url = f"https://{self.bind_address}:{self.api_port}"
         self.kubeconfig = self.workdir / "kubeconfig"
         self.livekit: LiveKitEndpoint | None = None
         self._processes: list[ManagedProcess] = []
@@ -158,13 +164,29 @@ class LoopbackCluster:
         self._etcd_data_dir = data_dir
         wait_until(lambda: http_ok(f"{self.etcd_url}/health"), process, "etcd", timeout=30)
 
+    @property
+    def service_account_key(self) -> Path:
+        return self.pki_dir / "service-account.key"
+
+    def _apiserver_flags(self) -> list[str]:
+        """Flags for kube-apiserver; the real node replaces the ones that assume no pods run."""
+        return [
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={self.service_account_key}",
+            f"--service-account-signing-key-file={self.service_account_key}",
+            # No serviceaccount controller runs here, so pods must not wait for a default SA.
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--endpoint-reconciler-type=none",
+        ]
+
     def _start_apiserver(self, binary: Path) -> None:
-        pki = self.workdir / "pki"
-        pki.mkdir(parents=True, exist_ok=True)
-        sa_key = pki / "service-account.key"
-        if not sa_key.exists():
-            subprocess.run(["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True)
-        tokens = pki / "tokens.csv"
+        self.pki_dir.mkdir(parents=True, exist_ok=True)
+        if not self.service_account_key.exists():
+            subprocess.run(["openssl", "genrsa", "-out", str(self.service_account_key), "2048"], check=True,
+                           capture_output=True)
+        tokens = self.pki_dir / "tokens.csv"
         tokens.write_text(f'{self.admin_token},loopback-admin,loopback-admin,"system:masters"\n')
         tokens.chmod(0o600)
         process = self._spawn(
@@ -172,21 +194,14 @@ class LoopbackCluster:
             [
                 str(binary),
                 f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.bind_address}",
                 f"--secure-port={self.api_port}",
-                f"--cert-dir={pki}",
+                f"--cert-dir={self.pki_dir}",
                 f"--token-auth-file={tokens}",
                 "--authorization-mode=RBAC",
-                "--service-cluster-ip-range=10.96.0.0/24",
-                "--service-account-issuer=https://kubernetes.default.svc",
-                f"--service-account-key-file={sa_key}",
-                f"--service-account-signing-key-file={sa_key}",
-                # No serviceaccount controller runs here, so pods must not wait for a default SA.
-                "--disable-admission-plugins=ServiceAccount",
-                "--allow-privileged=true",
-                "--enable-priority-and-fairness=false",
-                "--endpoint-reconciler-type=none",
+                f"--service-cluster-ip-range={self.service_cidr}",
+                *self._apiserver_flags(),
             ],
         )
         wait_until(
@@ -207,6 +222,10 @@ class LoopbackCluster:
         self.kubeconfig.write_text(yaml.safe_dump(config))
         self.kubeconfig.chmod(0o600)
 
+    def _controller_manager_flags(self) -> list[str]:
+        """Which controllers run: here only those that matter without a node."""
+        return ["--controllers=garbagecollector,namespace"]
+
     def _start_controller_manager(self, binary: Path) -> None:
         port = free_port()
         process = self._spawn(
@@ -215,30 +234,36 @@ class LoopbackCluster:
                 str(binary),
                 f"--kubeconfig={self.kubeconfig}",
                 "--leader-elect=false",
-                "--controllers=garbagecollector,namespace",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={port}",
-                f"--cert-dir={self.workdir / 'pki' / 'controller-manager'}",
+                f"--cert-dir={self.pki_dir / 'controller-manager'}",
                 "--concurrent-gc-syncs=5",
+                *self._controller_manager_flags(),
             ],
         )
         wait_until(lambda: http_ok(f"https://127.0.0.1:{port}/healthz"), process, "kube-controller-manager", timeout=60)
+
+    def _livekit_network(self) -> dict:
+        """Where livekit-server listens and which ICE candidates it offers: loopback only here."""
+        return {
+            "bind_addresses": ["127.0.0.1"],
+            "rtc": {"use_external_ip": False, "node_ip": "127.0.0.1", "enable_loopback_candidate": True},
+        }
 
     def _start_livekit(self, binary: Path) -> None:
         port, tcp_port = free_port(), free_port()
         udp_start = 50000 + (os.getpid() * 7) % 10000
         api_key = "lingo-" + secrets.token_hex(4)
         api_secret = secrets.token_urlsafe(32)
+        network = self._livekit_network()
         config = {
             "port": port,
-            "bind_addresses": ["127.0.0.1"],
+            "bind_addresses": network["bind_addresses"],
             "rtc": {
                 "tcp_port": tcp_port,
                 "port_range_start": udp_start,
                 "port_range_end": udp_start + 200,
-                "use_external_ip": False,
-                "node_ip": "127.0.0.1",
-                "enable_loopback_candidate": True,
+                **network["rtc"],
             },
             "keys": {api_key: api_secret},
             "logging": {"level": "info"},
@@ -247,10 +272,10 @@ class LoopbackCluster:
         config_file.write_text(yaml.safe_dump(config))
         config_file.chmod(0o600)
         process = self._spawn("livekit-server", [str(binary), f"--config={config_file}"])
-        http_url = f"http://127.0.0.1:{port}"
+        http_url = f"http://{self.bind_address}:{port}"
         wait_until(lambda: http_ok(http_url), process, "livekit-server", timeout=60)
         self.livekit = LiveKitEndpoint(
-            url=f"ws://127.0.0.1:{port}", http_url=http_url, api_key=api_key, api_secret=api_secret
+            url=f"ws://{self.bind_address}:{port}", http_url=http_url, api_key=api_key, api_secret=api_secret
         )
 
 

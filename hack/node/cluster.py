@@ -1,0 +1,434 @@
+"""A real single-node Kubernetes cluster on this machine: the loopback control plane plus a node.
+
+Beside what `LoopbackCluster` starts (etcd, kube-apiserver, kube-controller-manager,
+livekit-server), this starts containerd and runc (Debian), kubelet, kube-scheduler and kube-proxy
+(built from the pinned Kubernetes modules), CNI bridge/host-local/loopback (Debian) and cluster
+DNS (lingo_node.dns). Pods run the project's real images from images/*.Dockerfile.
+
+Everything pods can reach sits on the run's own bridge (lingo_node.host): kube-apiserver and
+livekit-server bind the bridge address, Services live in a range only kube-proxy knows, and the
+guard drops anything else. `stop()` deletes workloads, stops the kubelet, removes containers,
+stops containerd and puts the host back as it was, also after a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+from pathlib import Path
+
+import yaml
+
+from lingo_loopback import binaries
+from lingo_loopback.cluster import LoopbackCluster
+from lingo_loopback.processes import ManagedProcess, StartupError, free_port, http_ok, wait_until
+
+from . import host
+from .host import BRIDGE, BRIDGE_IP, POD_CIDR, SERVICE_CIDR, HostChanges
+from .images import ProjectImages, build_project_images, import_into_containerd
+
+NODE_NAME = "lingo-node"
+CLUSTER_DOMAIN = "cluster.local"
+CNI_BIN_DIR = "/usr/lib/cni"
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+class NodeError(RuntimeError):
+    pass
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+class RealNodeCluster(LoopbackCluster):
+    """`LoopbackCluster` on the bridge address, with a real node that runs the project's images."""
+
+    bind_address = BRIDGE_IP
+    service_cidr = SERVICE_CIDR
+
+    def __init__(self, workdir: Path | None = None):
+        super().__init__(workdir or Path(tempfile.mkdtemp(prefix="lingo-node-")))
+        self.host = HostChanges(binaries.cache_dir() / "node-host-state.json")
+        self.containerd_socket = self.workdir / "containerd" / "containerd.sock"
+        self.images: ProjectImages | None = None
+        self._node_processes: list[ManagedProcess] = []
+        self.teardown_problems: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> "RealNodeCluster":
+        node_binaries = binaries.node_binaries()
+        # Host changes are recorded before anything runs, image builds included (podman).
+        self.host.apply()
+        try:
+            self.images = build_project_images(self.workdir / "podman")
+            super().start()
+            self._start_containerd()
+            import_into_containerd(self.images.all(), self.ctr, self.workdir / "podman")
+            self._start_dns()
+            self._start_scheduler(node_binaries["kube-scheduler"])
+            self._start_kubelet(node_binaries["kubelet"])
+            self._wait_node_ready()
+            # After the node exists: kube-proxy reads its addresses from the Node object.
+            self._start_kube_proxy(node_binaries["kube-proxy"])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Workloads, kubelet, containers, containerd, node services, control plane, host state."""
+        problems: list[str] = []
+        if any(p.alive() for p in self._node_processes) and self._processes:
+            problems += self._delete_workloads()
+        self._stop_node_process("kubelet")  # before containers go, or it restarts them
+        if self.containerd_socket.exists():
+            problems += self._remove_containers()
+        for process in reversed(self._node_processes):
+            process.stop()
+        self._node_processes.clear()
+        problems += self._kube_proxy_cleanup()
+        problems += host.unmount_below(self.workdir)
+        problems += _remove_cgroups("kubepods")
+        super().stop()
+        problems += self.host.restore()
+        self.teardown_problems = problems
+
+    @property
+    def ctr(self) -> list[str]:
+        return ["ctr", "--address", str(self.containerd_socket)]
+
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        process = super()._spawn(name, argv)
+        self.host.remember_process(process.proc.pid)
+        return process
+
+    def _spawn_node(self, name: str, argv: list[str], env: dict | None = None) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self.log_dir, env)
+        process.start()
+        self.host.remember_process(process.proc.pid)
+        self._node_processes.append(process)
+        return process
+
+    def _stop_node_process(self, name: str) -> None:
+        for process in self._node_processes:
+            if process.name == name:
+                process.stop(grace=20)
+
+    # -- control plane, as a node needs it ---------------------------------------------------
+
+    def _apiserver_flags(self) -> list[str]:
+        ca_cert, client_cert, client_key = self._kubelet_client_pki()
+        return [
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={self.service_account_key}",
+            f"--service-account-signing-key-file={self.service_account_key}",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            # The `kubernetes` Service's endpoint is this server on the bridge, where pods reach it.
+            "--endpoint-reconciler-type=lease",
+            f"--kubelet-client-certificate={client_cert}",
+            f"--kubelet-client-key={client_key}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
+    def _kubelet_client_pki(self) -> tuple[Path, Path, Path]:
+        """A CA the kubelet trusts for client certificates, and kube-apiserver's certificate from it."""
+        pki = self.pki_dir / "kubelet-client"
+        pki.mkdir(parents=True, exist_ok=True)
+        ca_key, ca_cert = pki / "ca.key", pki / "ca.crt"
+        key, csr, cert = pki / "apiserver.key", pki / "apiserver.csr", pki / "apiserver.crt"
+        if not cert.exists():
+            _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_cert),
+                     "-days", "2", "-subj", "/CN=lingo-node-kubelet-client-ca")
+            _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                     "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client")
+            _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+                     "-CAcreateserial", "-out", str(cert), "-days", "2")
+        return ca_cert, cert, key
+
+    def _controller_manager_flags(self) -> list[str]:
+        return [
+            # Everything a single node with a static pod range needs (no cloud, no IPAM).
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+            f"--service-account-private-key-file={self.service_account_key}",
+            # kube-apiserver's self-signed serving certificate: what pods verify it with.
+            f"--root-ca-file={self.pki_dir / 'apiserver.crt'}",
+        ]
+
+    def _livekit_network(self) -> dict:
+        # Clients on the host and in pods both reach the bridge address; ICE candidates are
+        # offered on the bridge only, never on the machine's other interfaces.
+        return {
+            "bind_addresses": ["127.0.0.1", BRIDGE_IP],
+            "rtc": {
+                "use_external_ip": False,
+                "node_ip": BRIDGE_IP,
+                "enable_loopback_candidate": False,
+                "interfaces": {"includes": [BRIDGE]},
+                "ips": {"includes": [f"{BRIDGE_IP}/32"]},
+            },
+        }
+
+    # -- node ------------------------------------------------------------------------------
+
+    def _start_containerd(self) -> None:
+        base = self.workdir / "containerd"
+        cni_conf = base / "net.d"
+        cni_conf.mkdir(parents=True, exist_ok=True)
+        (cni_conf / "10-lingo.conflist").write_text(json.dumps({
+            "cniVersion": "0.4.0",
+            "name": "lingo",
+            "plugins": [
+                {
+                    "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+                    "ipam": {"type": "host-local", "dataDir": str(base / "ipam"),
+                             "ranges": [[{"subnet": POD_CIDR, "rangeStart": POD_CIDR.rsplit(".", 1)[0] + ".10",
+                                          "gateway": BRIDGE_IP}]],
+                             "routes": [{"dst": POD_CIDR}, {"dst": SERVICE_CIDR}]},
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        }, indent=1))
+        # Images and their unpacked layers persist in the cache (an unchanged image is not
+        # imported again); containers and state live in this run's folder.
+        root = binaries.cache_dir() / "containerd-root"
+        assert self.images is not None
+        config = base / "config.toml"
+        config.write_text(f"""version = 2
+root = "{root}"
+state = "{base / 'state'}"
+[grpc]
+  address = "{self.containerd_socket}"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{base / 'opt'}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{self.images.pause}"
+  # The sandbox has no CAP_SYS_RESOURCE; containerd must not lower oom_score_adj below its own.
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  disable_apparmor = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN_DIR}"
+    conf_dir = "{cni_conf}"
+""")
+        process = self._spawn_node("containerd", ["containerd", f"--config={config}"])
+        wait_until(lambda: subprocess.run([*self.ctr, "version"], capture_output=True).returncode == 0,
+                   process, "containerd", timeout=60)
+
+    def _start_dns(self) -> None:
+        process = self._spawn_node("cluster-dns", [sys.executable, "-m", "lingo_node.dns", f"--listen={BRIDGE_IP}",
+                                                   "--port=53", f"--kubeconfig={self.kubeconfig}"])
+        wait_until(lambda: "serving" in process.log_tail(), process, "cluster DNS", timeout=30)
+
+    def _start_scheduler(self, binary: Path) -> None:
+        port = free_port()
+        process = self._spawn_node("kube-scheduler", [
+            str(binary), f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
+            "--bind-address=127.0.0.1", f"--secure-port={port}",
+        ])
+        wait_until(lambda: http_ok(f"https://127.0.0.1:{port}/healthz"), process, "kube-scheduler", timeout=60)
+
+    def _start_kube_proxy(self, binary: Path) -> None:
+        health, metrics = free_port(), free_port()
+        self._kube_proxy_binary = binary
+        process = self._spawn_node("kube-proxy", [
+            str(binary), f"--kubeconfig={self.kubeconfig}", "--proxy-mode=iptables",
+            f"--hostname-override={NODE_NAME}", f"--cluster-cidr={POD_CIDR}",
+            # Leave the host's conntrack settings alone (0 = do not change).
+            "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0",
+            "--conntrack-tcp-timeout-close-wait=0",
+            "--iptables-localhost-nodeports=false", f"--nodeport-addresses={BRIDGE_IP}/32",
+            f"--healthz-bind-address=127.0.0.1:{health}", f"--metrics-bind-address=127.0.0.1:{metrics}",
+        ])
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), process, "kube-proxy", timeout=60)
+
+    def _start_kubelet(self, binary: Path) -> None:
+        base = self.workdir / "kubelet"
+        base.mkdir(parents=True, exist_ok=True)
+        ca_cert, _, _ = self._kubelet_client_pki()
+        health = free_port()
+        config = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "address": BRIDGE_IP,
+            "readOnlyPort": 0,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": health,
+            "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
+            # This sandbox: cgroup v1 without systemd, no swap accounting, no CAP_SYS_RESOURCE.
+            "cgroupDriver": "cgroupfs",
+            "failCgroupV1": False,
+            "failSwapOn": False,
+            "oomScoreAdj": 0,
+            # Pods must not inherit the host's resolver: they get cluster DNS and nothing else.
+            "resolvConf": "",
+            "clusterDNS": [BRIDGE_IP],
+            "clusterDomain": CLUSTER_DOMAIN,
+            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
+                               "x509": {"clientCAFile": str(ca_cert)}},
+            "authorization": {"mode": "Webhook"},
+            "evictionHard": {"memory.available": "200Mi", "nodefs.available": "5%", "imagefs.available": "5%",
+                             "nodefs.inodesFree": "1%"},
+            "imageGCHighThresholdPercent": 100,
+            "volumePluginDir": str(base / "volume-plugins"),
+            "serializeImagePulls": False,
+            "maxPods": 40,
+        }
+        config_file = base / "config.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        process = self._spawn_node("kubelet", [
+            str(binary), f"--config={config_file}", f"--kubeconfig={self.kubeconfig}",
+            f"--node-ip={BRIDGE_IP}", f"--hostname-override={NODE_NAME}", f"--root-dir={base / 'root'}",
+            f"--cert-dir={base / 'pki'}", "--v=1",
+        ])
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), process, "kubelet", timeout=90)
+
+    def _wait_node_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                node = self.api_request(f"/api/v1/nodes/{NODE_NAME}")
+                last = {c["type"]: c.get("message") for c in node["status"].get("conditions", [])
+                        if (c["type"] == "Ready") != (c["status"] == "False")}
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]):
+                    return
+            except urllib.error.HTTPError as exc:
+                last = exc.code
+            time.sleep(0.5)
+        raise StartupError(f"node {NODE_NAME} not Ready after {timeout:.0f}s: {last}")
+
+    # -- teardown --------------------------------------------------------------------------
+
+    def _delete_workloads(self, timeout: float = 90) -> list[str]:
+        """Delete every non-system namespace and every pod; wait until the node runs none."""
+        try:
+            for namespace in self.api_request("/api/v1/namespaces")["items"]:
+                name = namespace["metadata"]["name"]
+                if name not in SYSTEM_NAMESPACES and "deletionTimestamp" not in namespace["metadata"]:
+                    self.api_request(f"/api/v1/namespaces/{name}", method="DELETE")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                pods = self.api_request("/api/v1/pods")["items"]
+                if not pods:
+                    return []
+                if time.monotonic() > deadline - timeout / 3:  # stuck: force it
+                    for pod in pods:
+                        meta = pod["metadata"]
+                        self.api_request(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+                                         "?gracePeriodSeconds=0", method="DELETE")
+                time.sleep(1)
+            return [f"pods still present after {timeout}s: {[p['metadata']['name'] for p in pods]}"]
+        except (OSError, urllib.error.URLError, KeyError) as exc:
+            return [f"deleting workloads: {exc}"]
+
+    def _remove_containers(self) -> list[str]:
+        """Kill and delete every container containerd still has (the kubelet does not on exit)."""
+        problems = []
+        listing = subprocess.run([*self.ctr, "-n", "k8s.io", "containers", "ls", "-q"], capture_output=True, text=True)
+        for container in listing.stdout.split():
+            subprocess.run([*self.ctr, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", container], capture_output=True)
+            for _ in range(20):
+                if subprocess.run([*self.ctr, "-n", "k8s.io", "tasks", "delete", container],
+                                  capture_output=True).returncode == 0 or subprocess.run(
+                        [*self.ctr, "-n", "k8s.io", "tasks", "ls", "-q"], capture_output=True, text=True
+                ).stdout.split().count(container) == 0:
+                    break
+                time.sleep(0.25)
+            result = subprocess.run([*self.ctr, "-n", "k8s.io", "containers", "rm", container],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                problems.append(f"container {container}: {result.stderr.strip()[:200]}")
+        return problems
+
+    def _kube_proxy_cleanup(self) -> list[str]:
+        binary = getattr(self, "_kube_proxy_binary", None)
+        if binary is None:
+            return []
+        result = subprocess.run([str(binary), "--cleanup"], capture_output=True, text=True)
+        return [] if result.returncode == 0 else [f"kube-proxy --cleanup: {result.stderr.strip()[-300:]}"]
+
+    # -- use -------------------------------------------------------------------------------
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 600) -> subprocess.CompletedProcess:
+        env = {"KUBECONFIG": str(self.kubeconfig), "PATH": "/usr/bin:/bin", "HOME": str(self.workdir)}
+        result = subprocess.run([str(binaries.kubernetes_binaries()["kubectl"]), *args], env=env, input=input,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise NodeError(f"kubectl {' '.join(args)}: {result.stderr.strip()[-1500:]}")
+        return result
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        env = {"KUBECONFIG": str(self.kubeconfig), "PATH": "/usr/bin:/bin", "HOME": str(self.workdir),
+               "HELM_CACHE_HOME": str(self.workdir / "helm"), "HELM_CONFIG_HOME": str(self.workdir / "helm"),
+               "HELM_DATA_HOME": str(self.workdir / "helm")}
+        result = subprocess.run([str(binaries.helm_binary()), *args], env=env, capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise NodeError(f"helm {' '.join(args)}: {result.stderr.strip()[-1500:]}")
+        return result
+
+
+def _remove_cgroups(name: str) -> list[str]:
+    """rmdir the kubelet's cgroup subtree in every v1 hierarchy (leaves first)."""
+    problems = []
+    root = Path("/sys/fs/cgroup")
+    for hierarchy in root.iterdir() if root.is_dir() else []:
+        top = hierarchy / name
+        if not top.is_dir():
+            continue
+        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+        try:
+            top.rmdir()
+        except OSError as exc:
+            problems.append(f"cgroup {top}: {exc}")
+    return problems
+
+
+def main() -> None:
+    """`python -m lingo_node.cluster`: start the real node, print how to reach it, stop on Ctrl-C."""
+    import signal
+    import threading
+
+    cluster = RealNodeCluster()
+    try:
+        cluster.start()
+        print(f"real node up: KUBECONFIG={cluster.kubeconfig}  livekit {cluster.livekit.url if cluster.livekit else '-'}"
+              f"\nimages: {', '.join(cluster.images.all() if cluster.images else [])}\nCtrl-C stops it.", flush=True)
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        try:
+            stopped.wait()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        cluster.stop()
+        for problem in cluster.teardown_problems:
+            print(f"teardown: {problem}", file=sys.stderr)
+        shutil.rmtree(cluster.workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

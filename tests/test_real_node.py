@@ -1,0 +1,268 @@
+"""The product on a real node: the project's images in containerd, the chart installed with helm,
+sessions served by worker pods in real containers (lingo_node).
+
+In order: the chart comes up (operator and facade pods healthy under the chart's securityContext),
+the shared e2e check passes as a Job inside the cluster, speech is translated through real
+containers, `helm upgrade` rolls the operator, `helm uninstall` leaves nothing, and no packet
+tried to leave the pod network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+import yaml
+
+from lingo_api import resources as r
+from lingo_loopback.binaries import REPO_ROOT, BinaryBuildError
+from lingo_loopback.processes import StartupError
+from lingo_node.host import SERVICE_CIDR
+from lingo_webhook.clients import api_client_manifest, hash_secret
+
+from .speech import SENTENCE, ControlClient, audible_frames, listen_to_track, publish_speech, speech_wav
+
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1200)]
+
+NAMESPACE = "lingo"
+RELEASE = "lingo"
+FACADE_NODE_PORT = 30080
+CLIENT_ID = "node-e2e"
+INSTANCE_LABEL = f"app.kubernetes.io/instance={RELEASE}"
+
+
+@pytest.fixture(scope="module")
+def node():
+    if os.geteuid() != 0:
+        pytest.skip("the real node needs root (bridge, iptables, mounts)")
+    from lingo_node.cluster import RealNodeCluster
+    from lingo_node.images import ImageBuildError
+
+    def interrupt(*_):
+        raise KeyboardInterrupt  # pytest still runs the teardown below: the host is restored
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    cluster = RealNodeCluster()
+    try:
+        cluster.start()
+    except (BinaryBuildError, ImageBuildError, StartupError) as exc:
+        pytest.fail(f"cannot start the real node: {exc}", pytrace=False)
+    yield cluster
+    cluster.stop()
+    signal.signal(signal.SIGTERM, previous)
+    if os.environ.get("LINGO_KEEP_LOGS"):
+        print(f"\nreal-node logs kept in {cluster.log_dir}", file=sys.stderr)
+    else:
+        shutil.rmtree(cluster.workdir, ignore_errors=True)
+    assert not cluster.teardown_problems, f"teardown left the host changed: {cluster.teardown_problems}"
+
+
+@dataclass
+class Release:
+    facade_url: str
+    client_secret: str
+    values: list[str]
+
+
+def _split(ref: str) -> tuple[str, str]:
+    repository, tag = ref.rsplit(":", 1)
+    return repository, tag
+
+
+@pytest.fixture(scope="module")
+def release(node):
+    assert node.images and node.livekit
+    node.kubectl("create", "namespace", NAMESPACE)
+    node.kubectl("-n", NAMESPACE, "create", "secret", "generic", "livekit-credentials",
+                 f"--from-literal=apiKey={node.livekit.api_key}", f"--from-literal=apiSecret={node.livekit.api_secret}")
+    operator_repo, operator_tag = _split(node.images.operator)
+    worker_repo, worker_tag = _split(node.images.worker)
+    facade_url = f"http://{node.bind_address}:{FACADE_NODE_PORT}"
+    values = [
+        f"image.repository={operator_repo}", f"image.tag={operator_tag}", "image.pullPolicy=Never",
+        f"worker.image.repository={worker_repo}", f"worker.image.tag={worker_tag}", "worker.image.pullPolicy=Never",
+        f"livekit.url={node.livekit.url}", f"livekit.publicUrl={node.livekit.url}",
+        f"facade.publicUrl={facade_url}", "facade.service.type=NodePort",
+        f"facade.service.nodePort={FACADE_NODE_PORT}",
+        # Two cores: smaller worker requests let a few sessions share the node.
+        "worker.cpu.resources.requests.cpu=250m",
+    ]
+    started = time.monotonic()
+    node.helm("install", RELEASE, str(REPO_ROOT / "charts" / "lingo-operator"), "-n", NAMESPACE, "--wait",
+              "--timeout", "5m", *[arg for value in values for arg in ("--set", value)])
+    print(f"\nhelm install --wait took {time.monotonic() - started:.1f}s", file=sys.stderr)
+    client_secret = secrets.token_urlsafe(24)
+    manifest = api_client_manifest(CLIENT_ID, hash_secret(client_secret), 5, NAMESPACE)
+    node.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    yield Release(facade_url, client_secret, values)
+    node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
+
+
+def pods(node, *selector: str, namespace: str = NAMESPACE) -> list[dict]:
+    return json.loads(node.kubectl("-n", namespace, "get", "pods", *selector, "-o", "json").stdout)["items"]
+
+
+def pod_ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def wait_for(probe, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}"[:2000])
+
+
+def test_chart_runs_operator_and_facade_under_its_security_context(node, release):
+    for component in ("operator", "facade"):
+        (pod,) = pods(node, "-l", f"app.kubernetes.io/component={component}")
+        assert pod_ready(pod), pod["status"]
+        status = pod["status"]["containerStatuses"][0]
+        assert status["restartCount"] == 0, status  # the operator once crash-looped here (uid 10001)
+        assert pod["spec"]["securityContext"]["runAsUser"] == 10001
+        log = node.kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"]).stdout
+        assert "Traceback" not in log, log[-3000:]
+    version = json.loads(node.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    assert version["gitVersion"] == "v1.34.4"  # stamped: the chart's kubeVersion check passed
+
+
+def test_e2e_check_job_passes_inside_the_cluster(node, release):
+    node.kubectl("-n", NAMESPACE, "create", "secret", "generic", "lingo-e2e-client",
+                 f"--from-literal=secret={release.client_secret}")
+    job = yaml.safe_load((REPO_ROOT / "hack" / "kind" / "e2e-check-job.yaml").read_text())
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = node.images.operator
+    command = container["command"]
+    command[command.index("--client-id") + 1] = CLIENT_ID
+    node.kubectl("apply", "-f", "-", input=json.dumps(job))
+    finished = node.kubectl("-n", NAMESPACE, "wait", "--for=condition=complete", "job/lingo-e2e-check",
+                            "--timeout=300s", check=False)
+    log = node.kubectl("-n", NAMESPACE, "logs", "job/lingo-e2e-check", check=False).stdout
+    assert finished.returncode == 0, f"{finished.stderr}\n{log[-3000:]}"
+    assert "e2e check passed" in log, log
+    report = json.loads(log.split("e2e check passed: ", 1)[1])
+    print(f"\nin-cluster e2e check: {report}", file=sys.stderr)
+    assert report["publisher_joined"] and report["deleted"] and report["control_api"] == "running"
+
+
+async def test_speech_is_translated_by_a_worker_in_a_real_container(node, release, tmp_path):
+    headers = {"ClientID": CLIENT_ID, "ClientSecret": release.client_secret}
+    samples, rate = speech_wav(tmp_path, SENTENCE)
+    async with aiohttp.ClientSession(base_url=release.facade_url) as http:
+        async with http.post("/session-storage/sessions", headers=headers,
+                             json={"data": {"publisher_count": 1, "subscriber_count": 2}}) as response:
+            body = await response.json()
+        assert response.status == 200, body
+        data = body["data"]
+        session_id = data["session_id"]
+        worker_pod = f"{session_id}-worker"
+
+        # Probes gate WorkerReady: the session never says ready before the pod's readiness probe does.
+        seen_ready_early = []
+        deadline = time.monotonic() + 180
+        while True:
+            async with http.get(f"/session-storage/sessions/{session_id}", headers=headers) as response:
+                session = (await response.json())["data"]
+            pod = json.loads(node.kubectl("-n", NAMESPACE, "get", "pod", worker_pod, "-o", "json",
+                                          check=False).stdout or "{}")
+            if session["worker_ready"] and not (pod and pod_ready(pod)):
+                seen_ready_early.append(session["conditions"])
+            if session["worker_ready"]:
+                break
+            assert time.monotonic() < deadline, f"worker not ready: {session['conditions']}"
+            await asyncio.sleep(0.3)
+        assert not seen_ready_early, seen_ready_early
+
+        # The chart's securityContext is in effect inside the worker container, and cluster DNS
+        # answers for the cluster only (no upstream).
+        inside = node.kubectl("-n", NAMESPACE, "exec", worker_pod, "--", "sh", "-c",
+                              "id -u; grep -E '^Cap(Prm|Eff|Bnd):' /proc/self/status; grep NoNewPrivs /proc/self/status;"
+                              " touch /probe 2>/dev/null && echo rw || echo ro;"
+                              " getent hosts kubernetes.default.svc | cut -d' ' -f1;"
+                              " getent hosts deb.debian.org || echo unresolved").stdout.split("\n")
+        assert inside[0] == "10001", inside
+        caps = {line.split(":")[0]: line.split()[1] for line in inside[1:4]}
+        assert set(caps.values()) == {"0000000000000000"}, caps
+        assert "NoNewPrivs:\t1" in inside[4] and inside[5] == "ro", inside
+        kubernetes_service_ip = str(ipaddress.ip_network(SERVICE_CIDR)[1])
+        assert inside[6] == kubernetes_service_ip and inside[7] == "unresolved", inside
+
+        listener, spanish = await listen_to_track(data["stream_url"], data["subscriber"][0], "translation-es")
+        speaker = None
+        try:
+            async with http.ws_connect(data["control_url"], params={"token": data["subscriber"][1]}) as ws:
+                control = ControlClient(ws)
+                await control.next("current_task")
+                speaker = await publish_speech(data["stream_url"], data["publisher"][0], samples, rate)
+                translated = await control.next("translated_transcription", timeout=90)
+                assert translated["language"] == "es" and "amigo" in translated["text"].lower(), translated
+                deadline = time.monotonic() + 30
+                while audible_frames(spanish) <= 20:
+                    assert time.monotonic() < deadline, f"translation-es stayed silent ({len(spanish)} frames)"
+                    await asyncio.sleep(0.2)
+        finally:
+            if speaker:
+                await speaker.disconnect()
+            await listener.disconnect()
+
+        async with http.delete(f"/session-storage/sessions/{session_id}", headers=headers) as response:
+            assert response.status == 200
+    started = time.monotonic()
+
+    def collected():
+        left = node.kubectl("-n", NAMESPACE, "get", "pod,secret", "-l", f"{r.LABEL_SESSION}={session_id}",
+                            "-o", "name").stdout.split()
+        return not left or None
+
+    wait_for(collected, 90, f"session {session_id}'s pod and Secret to be garbage-collected")
+    print(f"\nworker pod and tokens Secret gone {time.monotonic() - started:.1f}s after DELETE", file=sys.stderr)
+
+
+def test_helm_upgrade_with_a_changed_value_rolls_the_operator(node, release):
+    (before,) = pods(node, "-l", "app.kubernetes.io/component=operator")
+    node.helm("upgrade", RELEASE, str(REPO_ROOT / "charts" / "lingo-operator"), "-n", NAMESPACE, "--reuse-values",
+              "--set", "operator.logLevel=DEBUG", "--wait", "--timeout", "5m")
+
+    def rolled():
+        current = [p for p in pods(node, "-l", "app.kubernetes.io/component=operator")
+                   if "deletionTimestamp" not in p["metadata"]]
+        return current if len(current) == 1 and current[0]["metadata"]["name"] != before["metadata"]["name"] \
+            and pod_ready(current[0]) else None
+
+    (after,) = wait_for(rolled, 180, "the upgraded operator pod")
+    assert "--log-level=DEBUG" in after["spec"]["containers"][0]["command"]
+
+
+def test_helm_uninstall_leaves_nothing_behind(node, release):
+    node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "3m")
+    kinds = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,configmaps"
+
+    def nothing_left():
+        left = node.kubectl("get", kinds, "-A", "-l", INSTANCE_LABEL, "-o", "name").stdout.split()
+        left += node.kubectl("get", "clusterroles,clusterrolebindings", "-l", INSTANCE_LABEL, "-o", "name").stdout.split()
+        return not left or None
+
+    wait_for(nothing_left, 120, "every resource of the release to go")
+    # Helm never deletes the CRDs it installed from crds/ (it would delete every session with them).
+    crds = node.kubectl("get", "crds", "-o", "name").stdout
+    assert "streamingsessions.translation.lingo.dev" in crds
+
+
+def test_nothing_tried_to_leave_the_pod_network(node):
+    report = node.host.guard_report()
+    print(f"\nguard: dropped link-local noise {report.noise or 'none'}", file=sys.stderr)
+    assert not report.unexpected, f"packets from pods to addresses outside the run's networks: {report.unexpected}"
