@@ -66,6 +66,9 @@ def worker_pod_name(session_name: str) -> str:
     return f"{session_name}-worker"
 
 
+ROOM_PREFIX = "lingo-"
+
+
 def room_name(session_uid: str) -> str:
     """The LiveKit room of a session: a function of the CR's uid, so retries land on the same room."""
-    return f"lingo-{session_uid}"
+    return f"{ROOM_PREFIX}{session_uid}"

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         peering_name=args.peering or None,
         liveness_endpoint=args.liveness or None,
         identity=operator_identity(),
+        memo=kopf.Memo(watch_namespaces=args.namespace),
     )
 
 

@@ -48,6 +48,10 @@ class OperatorConfig(BaseModel):
     expired_retention_seconds: int = 3600
     # First retry delay after a LiveKit error, seconds; doubles per retry up to a minute.
     retry_delay_seconds: float = 5.0
+    # How often the room watch compares LiveKit's rooms with the sessions (lingo_operator.room_watch),
+    # and how long a room without a session may exist before it is deleted.
+    room_watch_interval_seconds: float = 2.0
+    orphan_room_grace_seconds: float = 30.0
 
 
 def _env_json(name: str):
@@ -81,6 +85,8 @@ def load_config() -> OperatorConfig:
         "worker_service_account": "LINGO_WORKER_SERVICE_ACCOUNT",
         "expired_retention_seconds": "LINGO_EXPIRED_RETENTION_SECONDS",
         "retry_delay_seconds": "LINGO_RETRY_DELAY_SECONDS",
+        "room_watch_interval_seconds": "LINGO_ROOM_WATCH_INTERVAL_SECONDS",
+        "orphan_room_grace_seconds": "LINGO_ORPHAN_ROOM_GRACE_SECONDS",
     }
     for field, var in simple.items():
         if env.get(var):

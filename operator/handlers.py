@@ -6,6 +6,7 @@ retry after an error, or an operator restart halfway through, converges to the s
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -15,15 +16,18 @@ import kopf
 from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
 from lingo_api import resources as r
+from lingo_api.faults import crash_point
 from lingo_api.kube_client import new_api_client
 from lingo_api.kube_time import format_time, parse_time
 from lingo_api.session_spec import SessionSpec
 
 from .config import load_config
 from . import metrics
+from .events import post_event
 from .kube import create_or_get, delete_ignoring_missing
 from .livekit_rooms import LiveKitUnavailable, RoomService
-from .session_status import SessionGone, TERMINAL_PHASES, set_condition, update_status
+from .room_watch import RoomWatch, max_participants, room_metadata
+from .session_status import SessionGone, TERMINAL_PHASES, condition_true, get_condition, set_condition, update_status
 from .tokens_secret import tokens_secret_manifest
 from .worker_pod import worker_pod_manifest
 
@@ -43,6 +47,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
     settings.networking.request_timeout = 30
+    # Retry waits after API errors: kopf's default climbs to 21 s, longer than the facade waits
+    # for a new session, so a create right after an API server restart would time out.
+    settings.networking.error_backoffs = [0.5, 1, 1, 2, 2, 3]
     # kopf waits this long for an object's events to settle before handling them (default
     # 0.1 s, paid on each of the create's round trips); sessions are created by one writer.
     settings.batching.batch_window = 0.01
@@ -54,13 +61,25 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     memo.k8s = await new_api_client()
     memo.core = CoreV1Api(memo.k8s)
     memo.custom = CustomObjectsApi(memo.k8s)
+    memo.room_watch = RoomWatch(memo.rooms, memo.custom, memo.core, list(memo.get("watch_namespaces") or []),
+                                interval=config.room_watch_interval_seconds,
+                                orphan_grace=config.orphan_room_grace_seconds)
+    memo.room_watch_task = asyncio.create_task(memo.room_watch.run(), name="room-watch")
     log.info("operator ready; LiveKit at %s", config.livekit_api_url)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_):
+    memo.room_watch_task.cancel()
+    await asyncio.gather(memo.room_watch_task, return_exceptions=True)
     await memo.rooms.close()
     await memo.k8s.close()
+
+
+@kopf.on.event(**SESSIONS)
+def session_seen(event, body, memo: kopf.Memo, **_):
+    """Keeps the room watcher's view of the sessions current (no reads of its own)."""
+    memo.room_watch.observe(event.get("type"), body)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -84,9 +103,13 @@ def _parse_spec(spec) -> SessionSpec:
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
 
 
-def _emit(body, flipped: bool, reason: str, message: str, warning: bool = False) -> None:
+# Longer names cannot be label values on the session's Secret and Pod (the CRD refuses them too).
+MAX_SESSION_NAME = 63
+
+
+async def _emit(memo: kopf.Memo, body, flipped: bool, reason: str, message: str, warning: bool = False) -> None:
     if flipped:
-        (kopf.warn if warning else kopf.info)(body, reason=reason, message=message)
+        await post_event(memo.core, body, reason, message, warning)
 
 
 # -- reconcile -----------------------------------------------------------------------------
@@ -105,6 +128,9 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     phase = (body.get("status") or {}).get("phase")
     if phase in TERMINAL_PHASES:
         return
+    if len(name) > MAX_SESSION_NAME:
+        raise kopf.PermanentError(f"name is {len(name)} characters; a session's name must have at most "
+                                  f"{MAX_SESSION_NAME} (it labels the session's Secret and Pod)")
     spec = _parse_spec(body["spec"])
     expires_at = expiry_of(meta, spec)
     remaining = (expires_at - dt.datetime.now(dt.timezone.utc)).total_seconds()
@@ -135,7 +161,8 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     # 1. The LiveKit room. Nothing else is made until it exists, so an outage leaves no debris.
     try:
         await memo.rooms.ensure_room(
-            room, empty_timeout=int(remaining) + 60, max_participants=spec.publisher_count + spec.subscriber_count + 1
+            room, empty_timeout=int(remaining) + 60, max_participants=max_participants(body["spec"]),
+            metadata=room_metadata(namespace, name, meta["uid"]),
         )
     except LiveKitUnavailable as exc:
         metrics.LIVEKIT_ERRORS.labels("create_room").inc()
@@ -145,8 +172,8 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
             status.update(described)
             return set_condition(status, r.Condition.ROOM_READY, False, "LiveKitUnavailable", message)
 
-        _emit(body, await update_status(memo.custom, namespace, name, unavailable), "LiveKitUnavailable", message,
-              warning=True)
+        await _emit(memo, body, await update_status(memo.custom, namespace, name, unavailable), "LiveKitUnavailable",
+                    message, warning=True)
         raise kopf.TemporaryError(message, delay=backoff(config, retry)) from exc
     lap("room")
 
@@ -169,31 +196,36 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     )
     lap("pod")
 
-    # 4. One status write for all of it (the pod watcher may already have set WorkerReady).
-    messages = {
-        "RoomCreated": f"LiveKit room {room} exists",
-        "TokensIssued": f"{spec.publisher_count} publisher and {spec.subscriber_count} subscriber tokens "
-                        f"in Secret {secret_body['metadata']['name']}",
-    }
+    # 4. Events for what this pass brought about, then one status write for all of it (the pod
+    # watcher may already have set WorkerReady). Events go first: a crash between the two
+    # repeats the pass and its events rather than losing them.
+    status_seen = body.get("status") or {}
+    pod_name = pod_body["metadata"]["name"]
+    announcements = [
+        (r.Condition.ROOM_READY, "RoomCreated", f"LiveKit room {room} exists"),
+        (r.Condition.TOKENS_READY, "TokensIssued", f"{spec.publisher_count} publisher and {spec.subscriber_count} "
+                                                   f"subscriber tokens in Secret {secret_body['metadata']['name']}"),
+    ]
+    for ctype, reason, message in announcements:
+        if not condition_true(status_seen, ctype):
+            await post_event(memo.core, body, reason, message)
+    if pod_created or get_condition(status_seen, r.Condition.WORKER_READY) is None:
+        await post_event(memo.core, body, "WorkerCreated", f"worker pod {pod_name} created")
+    lap("events")
 
-    def provisioned(status: dict, _) -> dict[str, bool]:
+    def provisioned(status: dict, _) -> None:
         status.update(described)
         if not any(c.get("type") == r.Condition.WORKER_READY for c in status.get("conditions") or []):
             set_condition(status, r.Condition.WORKER_READY, False, "WorkerStarting", "worker pod is starting")
-        return {
-            "RoomCreated": set_condition(status, r.Condition.ROOM_READY, True, "RoomCreated", messages["RoomCreated"]),
-            "TokensIssued": set_condition(status, r.Condition.TOKENS_READY, True, "TokensIssued", messages["TokensIssued"]),
-        }
+        for ctype, reason, message in announcements:
+            set_condition(status, ctype, True, reason, message)
 
-    flips = await update_status(memo.custom, namespace, name, provisioned)
+    await update_status(memo.custom, namespace, name, provisioned)
+    crash_point("reconcile.status_written")
     lap("status")
     metrics.SESSIONS_PROVISIONED.inc()
     for step, milliseconds in timings.items():
         metrics.RECONCILE_STEP_SECONDS.labels(step).observe(milliseconds / 1000)
-    for reason, flipped in flips.items():
-        _emit(body, flipped, reason, messages[reason])
-    if pod_created:
-        kopf.info(body, reason="WorkerCreated", message=f"worker pod {pod_body['metadata']['name']} created")
     # Parsed by bench/session_create.py for the reconcile time split.
     logger.info("reconcile timings %s", json.dumps({"session": f"{namespace}/{name}",
                                                     **{k: round(v, 1) for k, v in timings.items()}}))
@@ -210,36 +242,26 @@ async def session_created(body, memo: kopf.Memo, logger, retry: int, **_):
         def failed(status: dict, _):
             status.update(phase=r.Phase.FAILED, message=message)
 
+        await post_event(memo.core, body, "Failed", message, warning=True)
         await update_status(memo.custom, body["metadata"]["namespace"], body["metadata"]["name"], failed)
-        kopf.warn(body, reason="Failed", message=message)
         raise
 
 
 @kopf.timer(**SESSIONS, interval=30, initial_delay=30, idle=15)
 async def session_drift(body, memo: kopf.Memo, logger, **_):
-    """Put back what disappeared behind our back: a room LiveKit lost, a deleted worker pod."""
+    """Put back a worker pod deleted behind our back (rooms are lingo_operator.room_watch's job)."""
     status = body.get("status") or {}
     if status.get("phase") != r.Phase.READY or body["metadata"].get("deletionTimestamp"):
         return
-    room, namespace = status.get("roomName"), body["metadata"]["namespace"]
     try:
-        room_missing = not await memo.rooms.room_exists(room)
-    except LiveKitUnavailable as exc:
-        metrics.LIVEKIT_ERRORS.labels("list_rooms").inc()
-        logger.warning("cannot check room %s: %s", room, exc)
+        await memo.core.read_namespaced_pod(status.get("workerPodName"), body["metadata"]["namespace"])
         return
-    try:
-        await memo.core.read_namespaced_pod(status.get("workerPodName"), namespace)
-        pod_missing = False
     except ApiException as exc:
-        pod_missing = exc.status == 404
-    if room_missing or pod_missing:
-        what = " and ".join(w for w, gone in (("room", room_missing), ("worker pod", pod_missing)) if gone)
-        kopf.warn(body, reason="Drift", message=f"{what} missing; recreating")
-        for part, gone in (("room", room_missing), ("pod", pod_missing)):
-            if gone:
-                metrics.DRIFT_REPAIRS.labels(part).inc()
-        await reconcile_session(body, memo, logger)
+        if exc.status != 404:
+            raise
+    await post_event(memo.core, body, "Drift", "worker pod missing; recreating", warning=True)
+    metrics.DRIFT_REPAIRS.labels("pod").inc()
+    await reconcile_session(body, memo, logger)
 
 
 # -- expiry --------------------------------------------------------------------------------
@@ -265,9 +287,9 @@ async def expire_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
         for ctype in (r.Condition.ROOM_READY, r.Condition.TOKENS_READY, r.Condition.WORKER_READY):
             set_condition(status, ctype, False, "Expired", "session TTL elapsed")
 
+    await post_event(memo.core, body, "SessionExpired", "TTL elapsed; room, tokens and worker removed")
     await update_status(memo.custom, namespace, name, expired)
     metrics.SESSIONS_EXPIRED.inc()
-    kopf.info(body, reason="SessionExpired", message="TTL elapsed; room, tokens and worker removed")
     logger.info("session %s/%s expired", namespace, name)
 
 
@@ -378,4 +400,5 @@ async def worker_pod_event(event, body, memo: kopf.Memo, logger, **_):
     except SessionGone:
         return
     if session is not None:
-        _emit(session, True, reason, message, warning=not ready and reason not in ("WorkerStarting", "WorkerDeleted"))
+        await _emit(memo, session, True, reason, message,
+                    warning=not ready and reason not in ("WorkerStarting", "WorkerDeleted"))

@@ -24,6 +24,10 @@ def _describe(exc: BaseException) -> str:
     return f"LiveKit is unreachable ({type(exc).__name__})"
 
 
+# Seconds LiveKit keeps a room after its last participant left (then it closes it).
+DEPARTURE_TIMEOUT_SECONDS = 60
+
+
 class RoomService:
     def __init__(self, url: str, api_key: str, api_secret: str, timeout_seconds: float = 5.0):
         # livekit-api wants an http(s) URL for its Twirp calls.
@@ -35,23 +39,29 @@ class RoomService:
     async def close(self) -> None:
         await self._api.aclose()
 
-    async def ensure_room(self, name: str, *, empty_timeout: int, max_participants: int) -> None:
-        """Create the room, or accept it as it is: LiveKit's CreateRoom is idempotent by name."""
+    async def ensure_room(self, name: str, *, empty_timeout: int, max_participants: int, metadata: str = "") -> None:
+        """Create the room, or accept it as it is: LiveKit's CreateRoom is idempotent by name.
+
+        `metadata` records which session the room belongs to, so the operator can tell its own
+        rooms from others' when it sweeps up rooms left behind (lingo_operator.room_watch).
+        """
         try:
             await self._api.room.create_room(
                 livekit_api.CreateRoomRequest(
-                    name=name, empty_timeout=empty_timeout, departure_timeout=60, max_participants=max_participants
+                    name=name, empty_timeout=empty_timeout, departure_timeout=DEPARTURE_TIMEOUT_SECONDS,
+                    max_participants=max_participants, metadata=metadata,
                 )
             )
         except _TRANSIENT as exc:
             raise LiveKitUnavailable(_describe(exc)) from exc
 
-    async def room_exists(self, name: str) -> bool:
+    async def list_rooms(self) -> list:
+        """Every room on the LiveKit server (livekit.protocol Room messages)."""
         try:
-            response = await self._api.room.list_rooms(livekit_api.ListRoomsRequest(names=[name]))
+            response = await self._api.room.list_rooms(livekit_api.ListRoomsRequest())
         except _TRANSIENT as exc:
             raise LiveKitUnavailable(_describe(exc)) from exc
-        return any(room.name == name for room in response.rooms)
+        return list(response.rooms)
 
     async def delete_room(self, name: str) -> None:
         """Delete the room; a room that is already gone counts as deleted."""

@@ -43,11 +43,11 @@ def worker_pod_manifest(session: dict, spec: SessionSpec, config: OperatorConfig
                 {"name": "models", "persistentVolumeClaim": {"claimName": config.worker_gpu_models_pvc, "readOnly": True}}
             )
             mounts.append({"name": "models", "mountPath": MODELS_MOUNT_PATH, "readOnly": True})
-    probe = lambda path, period: {  # noqa: E731 - two probes, same shape
+    probe = lambda path, period, failures: {  # noqa: E731 - two probes, same shape
         "httpGet": {"path": path, "port": "control"},
         "periodSeconds": period,
         "timeoutSeconds": 2,
-        "failureThreshold": 3,
+        "failureThreshold": failures,
     }
     container = {
         "name": "worker",
@@ -57,8 +57,9 @@ def worker_pod_manifest(session: dict, spec: SessionSpec, config: OperatorConfig
         "env": env,
         "ports": [{"name": "control", "containerPort": r.WORKER_PORT, "protocol": "TCP"}],
         "resources": config.worker_gpu_resources if gpu else config.worker_cpu_resources,
-        "readinessProbe": probe("/readyz", 2),
-        "livenessProbe": {**probe("/healthz", 10), "initialDelaySeconds": 30},
+        # Readiness follows the worker's room connection within about two seconds (WorkerReady).
+        "readinessProbe": probe("/readyz", 1, 2),
+        "livenessProbe": {**probe("/healthz", 10, 3), "initialDelaySeconds": 30},
         "volumeMounts": mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,

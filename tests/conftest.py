@@ -97,11 +97,16 @@ async def facade_ns(kube):
 
 
 @pytest.fixture(scope="session")
-def facade(cluster, operator, kubelet, facade_url, facade_ns):
+def facade_process(cluster, operator, kubelet, facade_url, facade_ns):
     port = int(facade_url.rsplit(":", 1)[1])
     process = start_facade(cluster, port, facade_ns, control_namespaces=[f"{WORKER_NAMESPACE_PREFIX}*"])
-    yield facade_url
+    yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def facade(facade_process, facade_url):
+    return facade_url
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from lingo_api.kube_client import new_api_client
+from lingo_api.untrusted import redact_malformed_requests
 
 from .app import AccessLogger, FacadeConfig, build_app
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redact_malformed_requests()
     web.run_app(make_app(), host=args.host, port=args.port, access_log_class=AccessLogger, print=None)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -15,10 +14,11 @@ from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi, VersionApi
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lingo_api.session_spec import SessionSpec
+from lingo_api.untrusted import CLIENT_ID_PATTERN, SECRET_PATTERN, UntrustedInputError, is_session_id, parse_json
 
 from . import metrics
 from .clients import Client, ClientRegistry
-from .control_proxy import proxy_control
+from .control_proxy import IssuedTokens, proxy_control
 from .errors import ApiError, json_errors, ok_response
 from .openapi import openapi_document
 from .session_cache import SessionCache
@@ -66,10 +66,22 @@ async def authenticate(request: web.Request) -> Client:
     client_id, secret = request.headers.get("ClientID"), request.headers.get("ClientSecret")
     if not client_id or not secret:
         raise ApiError(401, "unauthorized", "ClientID and ClientSecret headers are required")
-    client = await request.app["clients"].authenticate(client_id, secret)
+    # A value no registered client can have (bad bytes, control characters, absurd length) is
+    # refused before it reaches scrypt, the cache key or a log line.
+    if not CLIENT_ID_PATTERN.fullmatch(client_id) or not SECRET_PATTERN.fullmatch(secret):
+        raise ApiError(401, "unauthorized", "unknown client or wrong secret")
+    client = await request.app["clients"].authenticate(client_id, secret, request.remote or "")
     if client is None:
         raise ApiError(401, "unauthorized", "unknown client or wrong secret")
     return client
+
+
+def session_id_of(request: web.Request) -> str:
+    """The {id} path segment, checked against the name pattern before it reaches Kubernetes."""
+    session_id = request.match_info["id"]
+    if not is_session_id(session_id):
+        raise ApiError(404, "session_not_found", "no such session")
+    return session_id
 
 
 async def parse_create_body(request: web.Request) -> SessionSpec:
@@ -77,9 +89,9 @@ async def parse_create_body(request: web.Request) -> SessionSpec:
         raise ApiError(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
     raw = await request.read()
     try:
-        payload = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(422, "invalid_json", "body is not valid JSON") from None
+        payload = parse_json(raw or b"null")
+    except UntrustedInputError as exc:
+        raise ApiError(422, "invalid_json", f"body is {exc}") from None
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_body", 'body must be a JSON object like {"data": {"publisher_count": 1}}')
     try:
@@ -117,14 +129,18 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def get_session(request: web.Request) -> web.Response:
     client = await authenticate(request)
-    return ok_response(describe(await request.app["store"].get_owned(client.client_id, request.match_info["id"])))
+    return ok_response(describe(await request.app["store"].get_owned(client.client_id, session_id_of(request))))
 
 
 async def delete_session(request: web.Request) -> web.Response:
     client = await authenticate(request)
-    session = await request.app["store"].get_owned(client.client_id, request.match_info["id"])
+    session = await request.app["store"].get_owned(client.client_id, session_id_of(request))
     await request.app["store"].delete(session["metadata"]["name"])
     return ok_response({"session_id": session["metadata"]["name"], "deleted": True})
+
+
+async def control(request: web.Request) -> web.StreamResponse:
+    return await proxy_control(request, session_id_of(request))
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -154,6 +170,7 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     app["clients"] = ClientRegistry(custom, config.clients_namespace)
     cache = SessionCache(custom, config.namespace)
     app["store"] = SessionStore(custom, core, cache, config.ready_timeout_seconds)
+    app["issued_tokens"] = IssuedTokens()
 
     async def background(app: web.Application):
         cache.start()
@@ -167,7 +184,7 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     app.router.add_get(f"{BASE}/sessions", list_sessions)
     app.router.add_get(f"{BASE}/sessions/{{id}}", get_session)
     app.router.add_delete(f"{BASE}/sessions/{{id}}", delete_session)
-    app.router.add_get(f"{BASE}/sessions/{{id}}/control", proxy_control)
+    app.router.add_get(f"{BASE}/sessions/{{id}}/control", control)
     app.router.add_get(f"{BASE}/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

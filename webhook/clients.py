@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import sys
 import time
@@ -23,6 +24,11 @@ import yaml
 from kubernetes_asyncio.client import CustomObjectsApi
 
 from lingo_api import resources as r
+
+from .errors import KUBERNETES_UNAVAILABLE, kubernetes_unavailable
+from .login_throttle import LoginThrottle
+
+log = logging.getLogger("lingo.webhook")
 
 _SCRYPT = dict(n=2**14, r=8, p=1, dklen=32)
 
@@ -62,10 +68,15 @@ class ClientRegistry:
     a per-process key (never the secret itself), so scrypt runs once per client and minute
     rather than on every request. Changing or disabling the ApiClient takes effect at the
     next registry refresh, because the remembered entry is bound to the stored hash.
+
+    While the API server is unreachable the last registry read keeps serving (a facade that
+    never read it answers 503); scrypt work is bounded by a LoginThrottle.
     """
 
-    def __init__(self, custom: CustomObjectsApi, namespace: str, ttl: float = 5.0, verified_ttl: float = 60.0):
+    def __init__(self, custom: CustomObjectsApi, namespace: str, ttl: float = 5.0, verified_ttl: float = 60.0,
+                 throttle: LoginThrottle | None = None):
         self._custom, self._namespace, self._ttl = custom, namespace, ttl
+        self.throttle = throttle or LoginThrottle()
         self._clients: dict[str, Client] = {}
         self._loaded_at = -1e9
         self._lock = asyncio.Lock()
@@ -77,9 +88,18 @@ class ClientRegistry:
         async with self._lock:
             if time.monotonic() - self._loaded_at < self._ttl:
                 return
-            listing = await self._custom.list_namespaced_custom_object(
-                r.GROUP, r.VERSION, self._namespace, r.API_CLIENT_PLURAL
-            )
+            try:
+                listing = await self._custom.list_namespaced_custom_object(
+                    r.GROUP, r.VERSION, self._namespace, r.API_CLIENT_PLURAL, _request_timeout=5
+                )
+            except Exception as exc:
+                if not kubernetes_unavailable(exc):
+                    raise
+                if not self._clients and self._loaded_at < 0:
+                    raise KUBERNETES_UNAVAILABLE from exc
+                log.warning("API clients not refreshed (%s); using the last list", type(exc).__name__)
+                self._loaded_at = time.monotonic() - self._ttl + 1  # try again in a second
+                return
             clients = {}
             for item in listing.get("items", []):
                 spec = item.get("spec") or {}
@@ -90,7 +110,7 @@ class ClientRegistry:
                     )
             self._clients, self._loaded_at = clients, time.monotonic()
 
-    async def authenticate(self, client_id: str, secret: str) -> Client | None:
+    async def authenticate(self, client_id: str, secret: str, peer: str = "") -> Client | None:
         await self._refresh()
         client = self._clients.get(client_id)
         fingerprint = hmac.new(self._cache_key, f"{client_id}\0{secret}".encode(), hashlib.sha256).digest()
@@ -98,10 +118,14 @@ class ClientRegistry:
         now = time.monotonic()
         if client and remembered and remembered[0] == client.secret_hash and remembered[1] > now:
             return None if client.disabled else client
-        # scrypt is CPU-bound (~50 ms); keep the event loop free for other requests.
-        matches = await asyncio.to_thread(secret_matches, secret, client.secret_hash if client else _DECOY_HASH)
+        self.throttle.check_peer(peer)
+        async with self.throttle.slot(client_id, peer):
+            # scrypt is CPU-bound (~40 ms); keep the event loop free for other requests.
+            matches = await asyncio.to_thread(secret_matches, secret, client.secret_hash if client else _DECOY_HASH)
         if client is None or client.disabled or not matches:
+            self.throttle.failed(peer)
             return None
+        self.throttle.succeeded(peer)
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[fingerprint] = (client.secret_hash, now + self._verified_ttl)

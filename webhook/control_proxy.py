@@ -1,45 +1,120 @@
 """WebSocket relay from a session's public control_url to its worker pod.
 
 Clients reach one public endpoint; the facade forwards the connection (query string and all
-frames) to the worker that serves the session. The worker authenticates the session token
-and enforces its permissions; the facade only routes.
+frames) to the worker that serves the session. Before anything is looked up or opened
+upstream, the request must be a WebSocket upgrade and must present a session token (`?token=`
+or a first `authenticate` message). A missing session, a session outside the relay's
+namespaces and a wrong token all get the same `unauthorized` answer, so the path reveals
+nothing to someone without a token; a missing session costs no API request (the informer's
+cache answers). A client that connects before the worker is ready is held until it is.
+The worker still authenticates the token itself and enforces its permissions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hmac
+import json
 import logging
+import time
+from collections import OrderedDict
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from kubernetes_asyncio.client import ApiException
 
 from lingo_api import resources as r
+from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
 
-from .errors import ApiError
+from .errors import ApiError, kubernetes_unavailable
 
 log = logging.getLogger("lingo.webhook")
 
+AUTH_TIMEOUT_SECONDS = 10
+WORKER_WAIT_SECONDS = 30
+MAX_MESSAGE_BYTES = 64 * 1024
+# What the worker says for a token it did not issue; the relay says the same for every refusal.
+UNAUTHORIZED = "token was not issued for this session"
 
-async def _worker_endpoint(request: web.Request) -> str:
+
+class IssuedTokens:
+    """The client tokens of recently seen sessions (read once per session: they never change)."""
+
+    def __init__(self, size: int = 1000):
+        self._size = size
+        self._tokens: OrderedDict[str, list[bytes]] = OrderedDict()
+
+    async def matches(self, core, session: dict, token: str) -> bool:
+        meta = session["metadata"]
+        tokens = self._tokens.get(meta["uid"])
+        if tokens is None:
+            try:
+                secret = await core.read_namespaced_secret(r.tokens_secret_name(meta["name"]), meta["namespace"])
+            except ApiException as exc:
+                if exc.status == 404:  # not issued yet: nobody can hold one
+                    return False
+                raise
+            issued = r.client_tokens_from_secret(secret.data or {})
+            tokens = [t.encode() for t in issued["publisher"] + issued["subscriber"]]
+            self._tokens[meta["uid"]] = tokens
+            while len(self._tokens) > self._size:
+                self._tokens.popitem(last=False)
+        presented, matched = token.encode(), False
+        for issued_token in tokens:
+            matched |= hmac.compare_digest(presented, issued_token)
+        return matched
+
+
+async def _send_error(ws: web.WebSocketResponse, code: str, message: str, close_code: int) -> None:
+    await ws.send_str(json.dumps({"message_type": "error", "data": {"code": code, "message": message}}))
+    await ws.close(code=close_code, message=code.encode())
+
+
+async def _token_from_client(ws: web.WebSocketResponse, query_token: str | None) -> str | None:
+    if query_token:
+        return query_token
+    try:
+        message = await ws.receive(timeout=AUTH_TIMEOUT_SECONDS)
+    except asyncio.TimeoutError:
+        return None
+    if message.type != WSMsgType.TEXT:
+        return None
+    try:
+        parsed = parse_json(message.data)
+    except UntrustedInputError:
+        return None
+    if not isinstance(parsed, dict) or parsed.get("message_type") != "authenticate":
+        return None
+    data = parsed.get("data")
+    if not isinstance(data, dict):
+        return None
+    token = data.get("token")
+    return token if isinstance(token, str) else None
+
+
+async def _find_session(request: web.Request, session_id: str) -> dict | None:
+    """The session from the informer's cache (own namespace) or the API server (other allowed ones)."""
     store = request.app["store"]
     namespace = request.query.get("namespace") or store.namespace
     allowed = request.app["config"].control_namespaces or (store.namespace,)
     if not any(fnmatch.fnmatchcase(namespace, pattern) for pattern in allowed):
-        raise ApiError(404, "session_not_found", "no such session")  # same answer as a missing one
+        return None
+    if namespace == store.namespace:
+        return store.cache.get(session_id)
     try:
-        session = await store.custom.get_namespaced_custom_object(
-            r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, request.match_info["id"]
-        )
+        return await store.custom.get_namespaced_custom_object(
+            r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, session_id)
     except ApiException as exc:
         if exc.status == 404:
-            raise ApiError(404, "session_not_found", "no such session") from exc
+            return None
         raise
+
+
+def _worker_endpoint(session: dict) -> str | None:
     status = session.get("status") or {}
-    if status.get("phase") != r.Phase.READY or not status.get("workerEndpoint"):
-        raise ApiError(503, "worker_not_ready", "the session's translation worker is not ready yet; retry shortly")
-    return status["workerEndpoint"]
+    ready = status.get("phase") == r.Phase.READY and status.get("workerEndpoint")
+    return status["workerEndpoint"] if ready else None
 
 
 async def _pump(source, sink) -> None:
@@ -52,16 +127,45 @@ async def _pump(source, sink) -> None:
             break
 
 
-async def proxy_control(request: web.Request) -> web.StreamResponse:
-    endpoint = await _worker_endpoint(request)
-    query = {k: v for k, v in request.query.items() if k != "namespace"}
-    session: aiohttp.ClientSession = request.app["http"]
-    try:
-        upstream = await session.ws_connect(f"ws://{endpoint}{r.WORKER_CONTROL_PATH}", params=query, heartbeat=30)
-    except (aiohttp.ClientError, OSError) as exc:
-        raise ApiError(502, "worker_unreachable", "could not reach the session's translation worker") from exc
-    client = web.WebSocketResponse(heartbeat=30)
+async def proxy_control(request: web.Request, session_id: str) -> web.StreamResponse:
+    client = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES)
+    if not client.can_prepare(request).ok:
+        raise ApiError(400, "websocket_required", "the control URL speaks WebSocket only")
     await client.prepare(request)
+    token = await _token_from_client(client, request.query.get("token"))
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        await _send_error(client, "unauthorized", UNAUTHORIZED, 4401)
+        return client
+    try:
+        session = await _find_session(request, session_id)
+        if session is None or not await request.app["issued_tokens"].matches(
+                request.app["store"].core, session, token):
+            await _send_error(client, "unauthorized", UNAUTHORIZED, 4401)
+            return client
+        # Held, not refused, while the worker starts.
+        deadline = time.monotonic() + WORKER_WAIT_SECONDS
+        while (endpoint := _worker_endpoint(session)) is None:
+            if time.monotonic() > deadline or client.closed:
+                await _send_error(client, "worker_not_ready", "the session's translation worker is not ready; retry",
+                                  1013)
+                return client
+            await asyncio.sleep(0.2)
+            session = await _find_session(request, session_id) or session
+    except Exception as exc:
+        if not kubernetes_unavailable(exc):
+            raise
+        await _send_error(client, "kubernetes_unavailable", "the Kubernetes API is unreachable; retry shortly", 1013)
+        return client
+
+    query = {k: v for k, v in request.query.items() if k not in ("namespace", "token")}
+    query["token"] = token
+    http: aiohttp.ClientSession = request.app["http"]
+    try:
+        upstream = await http.ws_connect(f"ws://{endpoint}{r.WORKER_CONTROL_PATH}", params=query, heartbeat=30,
+                                         max_msg_size=MAX_MESSAGE_BYTES)
+    except (aiohttp.ClientError, OSError):
+        await _send_error(client, "worker_unreachable", "could not reach the session's translation worker", 1011)
+        return client
     try:
         tasks = [asyncio.ensure_future(_pump(client, upstream)), asyncio.ensure_future(_pump(upstream, client))]
         _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

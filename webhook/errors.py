@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import aiohttp
 from aiohttp import web
+from kubernetes_asyncio.client import ApiException
 
 log = logging.getLogger("lingo.webhook")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: object | None = None):
+    def __init__(self, status: int, code: str, message: str, details: object | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.headers = headers
 
 
-def error_response(status: int, code: str, message: str, details: object | None = None) -> web.Response:
+def error_response(status: int, code: str, message: str, details: object | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
     error: dict = {"code": code, "message": message}
     if details is not None:
         error["details"] = details
-    return web.json_response({"ok": False, "error": error}, status=status)
+    return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
+
+
+def kubernetes_unavailable(exc: BaseException) -> bool:
+    """The API server could not be reached or failed (not a refusal of this request)."""
+    if isinstance(exc, ApiException):
+        return exc.status == 0 or exc.status >= 500
+    return isinstance(exc, (aiohttp.ClientError, OSError, asyncio.TimeoutError))
+
+
+KUBERNETES_UNAVAILABLE = ApiError(503, "kubernetes_unavailable",
+                                  "the Kubernetes API is unreachable right now; retry shortly",
+                                  headers={"Retry-After": "2"})
 
 
 def ok_response(data: object, status: int = 200) -> web.Response:
@@ -37,13 +55,17 @@ async def json_errors(request: web.Request, handler):
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason or code.replace("_", " "))
-    except Exception:
+    except Exception as exc:
+        if kubernetes_unavailable(exc):
+            log.warning("%s %s: Kubernetes API unavailable (%s)", request.method, request.path, type(exc).__name__)
+            error = KUBERNETES_UNAVAILABLE
+            return error_response(error.status, error.code, error.message, headers=error.headers)
         # The trace goes to the log (which never carries secrets), not to the client.
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; see the facade log")

@@ -45,6 +45,9 @@ class SessionCache:
     async def wait_synced(self, timeout: float) -> None:
         await asyncio.wait_for(self._synced.wait(), timeout)
 
+    def get(self, name: str) -> dict | None:
+        return self._sessions.get(name)
+
     def sessions_of(self, client_id: str) -> list[dict]:
         return [s for s in self._sessions.values() if (s["metadata"].get("labels") or {}).get(r.LABEL_CLIENT) == client_id]
 

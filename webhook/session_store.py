@@ -82,14 +82,18 @@ class SessionStore:
         return len(active) + len(self._unseen[client_id])
 
     async def get_owned(self, client_id: str, session_id: str) -> dict:
-        try:
-            session = await self.custom.get_namespaced_custom_object(
-                r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, session_id
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise ApiError(404, "session_not_found", f"no session '{session_id}'") from exc
-            raise
+        """From the informer's cache (so reads work while the API server is down); a session
+        the cache has not seen yet is read from the API server."""
+        session = self.cache.get(session_id) if self.cache.synced else None
+        if session is None:
+            try:
+                session = await self.custom.get_namespaced_custom_object(
+                    r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, session_id
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise ApiError(404, "session_not_found", f"no session '{session_id}'") from exc
+                raise
         if (session["metadata"].get("labels") or {}).get(r.LABEL_CLIENT) != client_id:
             raise ApiError(403, "forbidden", "this session belongs to another client")
         return session

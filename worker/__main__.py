@@ -9,6 +9,8 @@ import sys
 
 from aiohttp import web
 
+from lingo_api.untrusted import redact_malformed_requests
+
 from .control_api import ControlHub, TokenBook, build_control_app
 from .engines.base import EngineUnavailable
 from .runtime import WorkerRuntime, WorkerSettings
@@ -39,6 +41,11 @@ async def stay_in_room(runtime: WorkerRuntime, stop: asyncio.Event) -> None:
             continue
         await _first(stop.wait(), runtime.disconnected.wait())
         if stop.is_set():
+            return
+        if runtime.room_deleted:
+            # The operator deleted the room: the session ended or expired. Joining again would
+            # be refused (LiveKit does not create rooms on join), and must not succeed anyway.
+            log.info("the room was deleted; the session is over")
             return
         if runtime.task.state == TaskState.ENDED:
             await stop.wait()
@@ -75,6 +82,7 @@ async def serve(settings: WorkerSettings) -> int:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redact_malformed_requests()
     sys.exit(asyncio.run(serve(WorkerSettings.from_env())))
 
 

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from lingo_api.session_tokens import ControlGrant, InvalidToken, Permission, read_control_grant
+from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
 
 from . import metrics
 from .task import TaskState, TaskUpdate, TranslationTask
@@ -49,6 +50,8 @@ class TokenBook:
         self._room = room
 
     def authenticate(self, token: str) -> ControlGrant:
+        if len(token) > MAX_TOKEN_CHARS:
+            raise InvalidToken("token was not issued for this session")
         presented = token.encode()
         # Compare against every issued token so the time taken does not depend on which matched.
         matched = False
@@ -169,8 +172,8 @@ class ControlHub:
 
 def _parse(raw) -> tuple[str, dict] | None:
     try:
-        message = json.loads(raw)
-    except (TypeError, ValueError):
+        message = parse_json(raw)
+    except UntrustedInputError:
         return None
     if not isinstance(message, dict) or not isinstance(message.get("message_type"), str):
         return None

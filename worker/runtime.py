@@ -72,6 +72,8 @@ class WorkerRuntime:
         self._connected = False
         self._closing = False
         self.disconnected = asyncio.Event()
+        # Set when LiveKit deleted the room: the session is over, and the worker leaves for good.
+        self.room_deleted = False
         self._startup_error = ""
 
     # -- TaskController -----------------------------------------------------------------------
@@ -127,6 +129,8 @@ class WorkerRuntime:
         self.room.on("track_subscribed", self._on_track_subscribed)
         self.room.on("participant_disconnected", self._on_participant_left)
         self.room.on("disconnected", self._on_disconnected)
+        self.room.on("reconnecting", self._on_reconnecting)
+        self.room.on("reconnected", self._on_reconnected)
         await self.room.connect(self.settings.livekit_url, self.settings.worker_token,
                                 rtc.RoomOptions(auto_subscribe=True))
         self._connected = True
@@ -172,11 +176,22 @@ class WorkerRuntime:
         if speaker:
             asyncio.create_task(speaker.close())
 
-    def _on_disconnected(self, *_args) -> None:
+    def _on_disconnected(self, reason=None, *_args) -> None:
         self._connected = False
+        if reason == rtc.DisconnectReason.ROOM_DELETED:
+            self.room_deleted = True
         if not self._closing:
-            log.warning("disconnected from the LiveKit room")
+            log.warning("disconnected from the LiveKit room (%s)", rtc.DisconnectReason.Name(reason) if reason else "?")
         self.disconnected.set()
+
+    def _on_reconnecting(self, *_args) -> None:
+        # Not ready while the SDK retries: readiness (and so WorkerReady) says so within a probe.
+        self._connected = False
+        log.warning("connection to LiveKit lost; reconnecting")
+
+    def _on_reconnected(self, *_args) -> None:
+        self._connected = True
+        log.info("reconnected to LiveKit")
 
     async def reset_media(self) -> None:
         """Forget the lost room's speakers and tracks; join_room publishes fresh ones."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lingo_api.session_spec import LANGUAGE_PATTERN, MAX_TARGET_LANGUAGES, check_target_languages
 from lingo_api.session_tokens import Permission
+
+
+VOICE_PATTERN = re.compile(r"^[A-Za-z0-9_+.-]{1,64}$")
 
 
 class TaskState(str, Enum):
@@ -26,8 +30,19 @@ class TaskOptions(BaseModel):
     max_segment_seconds: float = Field(15.0, ge=1.0, le=30.0)
     partial_interval_ms: int = Field(1000, ge=0, le=10_000, description="0 disables partial transcriptions")
     speech_rate: int = Field(160, ge=80, le=400, description="synthesis words per minute")
-    voices: dict[str, str] = Field(default_factory=dict, description="target language -> TTS voice name")
+    voices: dict[str, str] = Field(default_factory=dict, max_length=MAX_TARGET_LANGUAGES,
+                                   description="target language -> TTS voice name")
     asr_engine: str | None = Field(None, pattern="^(whisper|pocketsphinx)$")
+
+    @field_validator("voices")
+    @classmethod
+    def _voices(cls, value: dict[str, str]) -> dict[str, str]:
+        # Broadcast to every client of the session: each entry is bounded, not just the frame.
+        for language, voice in value.items():
+            if not re.fullmatch(LANGUAGE_PATTERN, language) or not VOICE_PATTERN.fullmatch(voice):
+                raise ValueError("voices maps a language code to a voice name (letters, digits, _+.-, "
+                                 "at most 64 characters)")
+        return value
 
 
 class TaskUpdate(BaseModel):

@@ -100,6 +100,22 @@ class LoopbackCluster:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def process(self, name: str) -> ManagedProcess:
+        """One of the servers by name (etcd, kube-apiserver, ...): fault tests stop and restart them."""
+        return next(p for p in self._processes if p.name == name)
+
+    def restart(self, name: str, down_seconds: float = 0.0) -> None:
+        """Stop a server, wait, start it again with the same arguments, and wait until it serves."""
+        process = self.process(name)
+        process.stop()
+        time.sleep(down_seconds)
+        process.start()
+        checks = {
+            "kube-apiserver": lambda: http_ok(f"{self.api_url}/readyz", self.admin_token),
+            "livekit-server": lambda: http_ok(self.livekit.http_url) if self.livekit else True,
+        }
+        wait_until(checks.get(name, process.alive), process, name, timeout=120)
+
     def api_request(self, path: str, body: dict | None = None, method: str | None = None) -> dict:
         """One call to the API server as the loopback admin; returns the decoded answer."""
         request = urllib.request.Request(
@@ -266,6 +282,9 @@ class LoopbackCluster:
                 **network["rtc"],
             },
             "keys": {api_key: api_secret},
+            # Rooms exist only when the operator creates them: a token must not bring back the
+            # room of a deleted session (every LiveKit config the project ships says so).
+            "room": {"auto_create": False},
             "logging": {"level": "info"},
         }
         config_file = self.workdir / "livekit.yaml"

@@ -29,6 +29,8 @@ def component_env(cluster: LoopbackCluster, facade_url: str) -> dict[str, str]:
         "LIVEKIT_API_SECRET": cluster.livekit.api_secret,
         "LINGO_FACADE_PUBLIC_URL": facade_url,
         "LINGO_RETRY_DELAY_SECONDS": "1",
+        # A room without a session goes after 5 s here (30 s by default), so tests see it happen.
+        "LINGO_ORPHAN_ROOM_GRACE_SECONDS": "5",
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
     }

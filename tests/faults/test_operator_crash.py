@@ -1,0 +1,57 @@
+"""The operator is killed (SIGKILL) in the middle of its work and started again: every session
+converges to exactly one room, Secret and worker pod, and no transition's events are lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from kubernetes_asyncio.client import CoreV1Api
+from livekit import api as livekit_api
+
+from lingo_api import resources as r
+
+from ..helpers import create_session, eventually, get_session, wait_for_phase
+
+
+async def _events(kube, namespace: str, name: str) -> set[str]:
+    listing = await CoreV1Api(kube).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return {event.reason for event in listing.items}
+
+
+async def test_sigkill_mid_create_converges_to_exactly_one_of_everything(stack):
+    names = [f"crash-{i}" for i in range(10)]
+    await asyncio.gather(*(create_session(stack.kube, stack.namespace, name, subscriberCount=1) for name in names))
+    await asyncio.sleep(0.3)
+    os.kill(stack.operator.proc.pid, signal.SIGKILL)
+    stack.operator.proc.wait()
+    stack.start_operator()
+    for name in names:
+        await wait_for_phase(stack.kube, stack.namespace, name, r.Phase.READY, timeout=60)
+    core = CoreV1Api(stack.kube)
+    sessions = {name: await get_session(stack.kube, stack.namespace, name) for name in names}
+    lk = stack.cluster.livekit
+    async with livekit_api.LiveKitAPI(lk.http_url, lk.api_key, lk.api_secret) as api:
+        rooms = [room.name for room in (await api.room.list_rooms(livekit_api.ListRoomsRequest())).rooms]
+    for name, session in sessions.items():
+        selector = f"{r.LABEL_SESSION}={name}"
+        assert len((await core.list_namespaced_secret(stack.namespace, label_selector=selector)).items) == 1
+        assert len((await core.list_namespaced_pod(stack.namespace, label_selector=selector)).items) == 1
+        assert rooms.count(r.room_name(session["metadata"]["uid"])) == 1
+
+
+async def test_a_crash_right_after_the_status_write_loses_no_event(stack):
+    """The crash point sits where events used to be posted: after the status write."""
+    stack.operator.stop()
+    crashing = stack.start_operator(name="operator-crash", extra_env={"LINGO_CRASH_AT": "reconcile.status_written"})
+    await create_session(stack.kube, stack.namespace, "crash-events", subscriberCount=1)
+    await eventually(lambda: asyncio.sleep(0, result=not crashing.alive()), timeout=30, what="the crash point")
+    stack.start_operator()
+    await wait_for_phase(stack.kube, stack.namespace, "crash-events", r.Phase.READY, timeout=30)
+
+    async def all_posted():
+        reasons = await _events(stack.kube, stack.namespace, "crash-events")
+        return reasons if {"RoomCreated", "TokensIssued", "WorkerCreated"} <= reasons else None
+
+    await eventually(all_posted, timeout=30, what="RoomCreated, TokensIssued and WorkerCreated events")
