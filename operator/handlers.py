@@ -89,10 +89,11 @@ def expiry_of(meta, spec: SessionSpec) -> dt.datetime:
     return parse_time(meta["creationTimestamp"]) + dt.timedelta(seconds=spec.ttl_seconds)
 
 
-def control_url(config, namespace: str, name: str) -> str:
+def control_url(config, name: str) -> str:
     base = config.facade_public_url.rstrip("/")
     ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-    return f"{ws_base}/session-storage/sessions/{name}/control?namespace={namespace}"
+    # No query string: clients append `?token=`. The relay finds the namespace in the token.
+    return f"{ws_base}/session-storage/sessions/{name}/control"
 
 
 def _parse_spec(spec) -> SessionSpec:
@@ -144,7 +145,7 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     described = dict(
         roomName=room,
         streamUrl=config.livekit_public_url,
-        controlUrl=control_url(config, namespace, name),
+        controlUrl=control_url(config, name),
         tokensSecretName=r.tokens_secret_name(name),
         workerPodName=r.worker_pod_name(name),
         expiresAt=format_time(expires_at),

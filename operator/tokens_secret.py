@@ -27,7 +27,8 @@ def tokens_secret_manifest(
     def mint(role: Role, index: int) -> str:
         return mint_token(
             api_key=config.livekit_api_key, api_secret=secret, room=room, role=role,
-            identity=new_identity(role, index), session=name, expires_at=expires_at,
+            identity=new_identity(role, index), session=name, namespace=session["metadata"]["namespace"],
+            expires_at=expires_at,
         )
 
     data = {

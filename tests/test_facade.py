@@ -205,3 +205,25 @@ async def test_logs_never_contain_secrets(cluster, http):
         assert ACME[1] not in text and OTHER[1] not in text, f"client secret in {name} log"
         assert not any(token in text for token in tokens), f"session token in {name} log"
         assert cluster.livekit.api_secret not in text, f"LiveKit secret in {name} log"
+
+
+async def test_palabras_create_route_answers_in_palabras_shape(http):
+    """POST /session-storage/session (singular) takes Palabra's body and answers in its shape."""
+    for body in ({"subscriber_count": 0, "intent": "api"}, {"subscriber_count": 1, "publisher_can_subscribe": True}):
+        async with http.post(f"{SESSIONS[:-1]}", json={"data": body}, headers=auth(ACME)) as response:
+            answer = await response.json()
+        assert response.status == 200 and answer["ok"] is True, answer
+        data = answer["data"]
+        assert isinstance(data["publisher"], str) and len(data["subscriber"]) == body["subscriber_count"]
+        assert data["webrtc_room_name"].startswith("lingo-") and data["webrtc_url"].startswith("ws://")
+        assert data["ws_url"].endswith(f"/sessions/{data['id']}/control")  # no query: clients append ?token=
+        async with http.delete(f"{SESSIONS}/{data['id']}", headers=auth(ACME)) as response:
+            assert response.status == 200
+
+
+@pytest.mark.parametrize("headers", [{}, {"ClientID": "acme", "ClientSecret": "wrong"}])
+async def test_palabras_create_route_answers_404_for_wrong_credentials(http, headers):
+    """Palabra's SDK reports a 404 as "Invalid API credentials"; the project's own routes say 401."""
+    async with http.post(f"{SESSIONS[:-1]}", json={"data": {"subscriber_count": 0}}, headers=headers) as response:
+        answer = await response.json()
+    assert response.status == 404 and answer["error"]["code"] == "invalid_credentials"

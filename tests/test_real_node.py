@@ -201,18 +201,18 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
         kubernetes_service_ip = str(ipaddress.ip_network(SERVICE_CIDR)[1])
         assert inside[6] == kubernetes_service_ip and inside[7] == "unresolved", inside
 
-        listener, spanish = await listen_to_track(data["stream_url"], data["subscriber"][0], "translation-es")
+        listener, spanish = await listen_to_track(data["stream_url"], data["subscriber"][0], "translation_es")
         speaker = None
         try:
             async with http.ws_connect(data["control_url"], params={"token": data["subscriber"][1]}) as ws:
                 control = ControlClient(ws)
                 await control.next("current_task")
                 speaker = await publish_speech(data["stream_url"], data["publisher"][0], samples, rate)
-                translated = await control.next("translated_transcription", timeout=90)
+                translated = (await control.next("translated_transcription", timeout=90))["transcription"]
                 assert translated["language"] == "es" and "amigo" in translated["text"].lower(), translated
                 deadline = time.monotonic() + 30
                 while audible_frames(spanish) <= 20:
-                    assert time.monotonic() < deadline, f"translation-es stayed silent ({len(spanish)} frames)"
+                    assert time.monotonic() < deadline, f"translation_es stayed silent ({len(spanish)} frames)"
                     await asyncio.sleep(0.2)
         finally:
             if speaker:

@@ -14,6 +14,7 @@ from kubernetes_asyncio.client import CoreV1Api
 from livekit import api as livekit_api
 
 from lingo_api import resources as r
+from lingo_api.session_tokens import TRANSLATOR_IDENTITY_PREFIX
 
 from .conftest import WORKER_NAMESPACE_PREFIX
 from .helpers import create_session, eventually, get_session, read_tokens, wait_for_phase
@@ -50,7 +51,7 @@ async def test_speech_is_transcribed_translated_and_spoken(ready_session, tmp_pa
     status = session["status"]
     samples, rate = speech_wav(tmp_path, SENTENCE)
 
-    listener, spanish_energy = await listen_to_track(status["streamUrl"], tokens["subscriber"][0], "translation-es")
+    listener, spanish_energy = await listen_to_track(status["streamUrl"], tokens["subscriber"][0], "translation_es")
     async with aiohttp.ClientSession() as http, http.ws_connect(
         status["controlUrl"], params={"token": tokens["subscriber"][1]}
     ) as ws:
@@ -61,18 +62,20 @@ async def test_speech_is_transcribed_translated_and_spoken(ready_session, tmp_pa
 
         speaker = await publish_speech(status["streamUrl"], tokens["publisher"][0], samples, rate)
         try:
-            validated = await control.next("validated_transcription", timeout=60)
+            validated = (await control.next("validated_transcription", timeout=60))["transcription"]
             words = validated["text"].lower()
             assert "friend" in words and "today" in words, validated
-            translated = await control.next("translated_transcription", timeout=30)
-            assert translated["language"] == "es"
+            assert validated["segments"][0]["end"] > validated["segments"][0]["start"] >= 0
+            translated = (await control.next("translated_transcription", timeout=30))["transcription"]
+            assert translated["language"] == "es" and translated["transcription_id"] == validated["transcription_id"]
             assert "amigo" in translated["text"].lower() and "hoy" in translated["text"].lower(), translated
             timings = await control.next("pipeline_timings", timeout=30)
-            assert timings["asr_ms"] > 0 and "es" in timings["end_of_speech_to_audio_ms"]
+            assert timings["transcription_id"] == validated["transcription_id"]
+            assert timings["timings"]["asr_ms"] > 0 and "end_of_speech_to_audio_ms.es" in timings["timings"]
             async def audible():
                 return audible_frames(spanish_energy) > 20
 
-            await eventually(audible, timeout=20, what="audible frames on the translation-es track")
+            await eventually(audible, timeout=20, what="audible frames on the translation_es track")
             async with http.get(f"http://{status['workerEndpoint']}/metrics") as response:
                 exported = await response.text()
             assert "lingo_worker_segments_total 1.0" in exported
@@ -90,10 +93,10 @@ async def test_control_api_enforces_token_permissions(ready_session):
             sub = ControlClient(ws)
             await sub.next("current_task")
             await sub.send("set_task", {"target_languages": ["ca"]})
-            assert (await sub.next("error"))["code"] == "forbidden"
+            assert (await sub.next("error"))["code"] == "FORBIDDEN"
             for action in ("pause_task", "end_task"):
                 await sub.send(action)
-                assert (await sub.next("error"))["code"] == "forbidden"
+                assert (await sub.next("error"))["code"] == "FORBIDDEN"
             await sub.send("set_task", {"options": {"vad_threshold": 0.6, "speech_rate": 180}})
             task = await sub.next("current_task", where=lambda d: d["revision"] > 0)
             assert task["options"]["vad_threshold"] == 0.6 and task["target_languages"] == ["es"]
@@ -103,7 +106,7 @@ async def test_control_api_enforces_token_permissions(ready_session):
                         '{"message_type": "set_task", "data": {"bogus": 1}}'):
                 await ws.send_str(raw)
                 assert (await sub.next("error"))["code"] in (
-                    "invalid_message", "unknown_message_type", "invalid_task")
+                    "INVALID_MESSAGE", "UNKNOWN_MESSAGE_TYPE", "VALIDATION_ERROR")
             await sub.send("get_task")
             assert (await sub.next("current_task"))["options"]["speech_rate"] == 180
 
@@ -112,7 +115,7 @@ async def test_control_api_enforces_token_permissions(ready_session):
             await pub.send("authenticate", {"token": tokens["publisher"][0]})
             assert (await pub.next("authenticated"))["permissions"] == ["edit", "read", "write"]
             await pub.send("set_task", {"target_languages": ["de"]})
-            assert "de" in (await pub.next("error"))["message"]
+            assert "de" in (await pub.next("error"))["desc"]
             await pub.send("set_task", {"target_languages": ["es", "ca"]})
             assert (await pub.next("current_task", where=lambda d: d["target_languages"] == ["es", "ca"]))
             await pub.send("pause_task")
@@ -123,7 +126,7 @@ async def test_control_api_enforces_token_permissions(ready_session):
         forged = tokens["publisher"][0][:-4] + "AAAA"
         async with http.ws_connect(url, params={"token": forged}) as ws:
             denied = ControlClient(ws)
-            assert (await denied.next("error"))["code"] == "unauthorized"
+            assert (await denied.next("error"))["code"] == "UNAUTHORIZED"
             closed = await ws.receive(timeout=5)
             assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) or ws.closed
 
@@ -143,7 +146,7 @@ async def test_worker_rejoins_after_losing_the_room(ready_session, livekit):
     async with livekit_api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
         async def worker_identities():
             listing = await lk.room.list_participants(livekit_api.ListParticipantsRequest(room=room))
-            return [p.identity for p in listing.participants if p.identity.startswith("worker-")]
+            return [p.identity for p in listing.participants if p.identity.startswith(TRANSLATOR_IDENTITY_PREFIX)]
 
         identity = (await eventually(worker_identities, what="worker in the room"))[0]
         await lk.room.remove_participant(livekit_api.RoomParticipantIdentity(room=room, identity=identity))

@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi, VersionApi
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lingo_api.session_spec import SessionSpec
 from lingo_api.untrusted import CLIENT_ID_PATTERN, SECRET_PATTERN, UntrustedInputError, is_session_id, parse_json
@@ -33,6 +33,22 @@ BASE = "/session-storage"
 class CreateSessionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     data: SessionSpec
+
+
+class PalabraSessionSpec(SessionSpec):
+    """Palabra's create body (`POST /session-storage/session`): one publisher by default, and
+    two fields of Palabra's that change nothing here."""
+
+    intent: str | None = Field(None, max_length=64)
+    publisher_can_subscribe: bool | None = None  # publishers can always subscribe here
+
+    def to_spec(self) -> SessionSpec:
+        return SessionSpec.model_validate(self.model_dump(exclude={"intent", "publisher_can_subscribe"}))
+
+
+class PalabraCreateSessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: PalabraSessionSpec
 
 
 @dataclass
@@ -84,7 +100,7 @@ def session_id_of(request: web.Request) -> str:
     return session_id
 
 
-async def parse_create_body(request: web.Request) -> SessionSpec:
+async def parse_create_body(request: web.Request, model: type[BaseModel] = CreateSessionRequest) -> SessionSpec:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
     raw = await request.read()
@@ -95,21 +111,27 @@ async def parse_create_body(request: web.Request) -> SessionSpec:
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_body", 'body must be a JSON object like {"data": {"publisher_count": 1}}')
     try:
-        return CreateSessionRequest.model_validate(payload).data
+        data = model.model_validate(payload).data
     except ValidationError as exc:
         details = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
         raise ApiError(422, "validation_error", "request body is invalid", details) from None
+    return data.to_spec() if isinstance(data, PalabraSessionSpec) else data
 
 
-async def create_session(request: web.Request) -> web.Response:
-    client = await authenticate(request)
-    spec = await parse_create_body(request)
+async def _create(request: web.Request, client: Client, spec: SessionSpec) -> tuple[dict, dict]:
+    """The one path both create routes take: quota, StreamingSession, wait until joinable."""
     started = time.perf_counter()
     session, tokens = await request.app["store"].create(client.client_id, client.max_sessions, spec)
     metrics.SESSIONS_CREATED.labels(client.client_id).inc()
     summary = describe(session)
     log.info("client %s created session %s in %.0f ms", client.client_id, summary["session_id"],
              (time.perf_counter() - started) * 1000)
+    return summary, tokens
+
+
+async def create_session(request: web.Request) -> web.Response:
+    client = await authenticate(request)
+    summary, tokens = await _create(request, client, await parse_create_body(request))
     return ok_response({
         "session_id": summary["session_id"],
         "publisher": tokens["publisher"],
@@ -119,6 +141,28 @@ async def create_session(request: web.Request) -> web.Response:
         "control_url": summary["control_url"],
         "expires_at": summary["expires_at"],
         "worker_ready": summary["worker_ready"],
+    })
+
+
+async def create_palabra_session(request: web.Request) -> web.Response:
+    """Palabra's create route, answered in Palabra's shape (its SDK reads `id`, `publisher` as
+    one token, `webrtc_url`, `ws_url`). Wrong credentials are a 404 here, as on Palabra's own
+    API, so its SDK reports "Invalid API credentials"; the project's own routes answer 401."""
+    try:
+        client = await authenticate(request)
+    except ApiError as exc:
+        if exc.status != 401:
+            raise
+        raise ApiError(404, "invalid_credentials", exc.message) from None
+    summary, tokens = await _create(request, client, await parse_create_body(request, PalabraCreateSessionRequest))
+    return ok_response({
+        "id": summary["session_id"],
+        "publisher": tokens["publisher"][0],
+        "subscriber": tokens["subscriber"],
+        "webrtc_room_name": summary["room_name"],
+        "webrtc_url": summary["stream_url"],
+        "ws_url": summary["control_url"],
+        "expires_at": summary["expires_at"],
     })
 
 
@@ -158,7 +202,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def openapi(_: web.Request) -> web.Response:
-    return web.json_response(openapi_document(CreateSessionRequest))
+    return web.json_response(openapi_document(CreateSessionRequest, PalabraCreateSessionRequest))
 
 
 def build_app(k8s_client, config: FacadeConfig) -> web.Application:
@@ -181,6 +225,7 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
 
     app.cleanup_ctx.append(background)
     app.router.add_post(f"{BASE}/sessions", create_session)
+    app.router.add_post(f"{BASE}/session", create_palabra_session)
     app.router.add_get(f"{BASE}/sessions", list_sessions)
     app.router.add_get(f"{BASE}/sessions/{{id}}", get_session)
     app.router.add_delete(f"{BASE}/sessions/{{id}}", delete_session)

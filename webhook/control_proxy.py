@@ -3,8 +3,10 @@
 Clients reach one public endpoint; the facade forwards the connection (query string and all
 frames) to the worker that serves the session. Before anything is looked up or opened
 upstream, the request must be a WebSocket upgrade and must present a session token (`?token=`
-or a first `authenticate` message). A missing session, a session outside the relay's
-namespaces and a wrong token all get the same `unauthorized` answer, so the path reveals
+or a first `authenticate` message); the token's claim names the session's namespace, so the
+URL needs no query string and clients can append `?token=`. A missing session, a session
+outside the relay's namespaces and a wrong token all get the same `UNAUTHORIZED` answer, so
+the path reveals
 nothing to someone without a token; a missing session costs no API request (the informer's
 cache answers). A client that connects before the worker is ready is held until it is.
 The worker still authenticates the token itself and enforces its permissions.
@@ -25,6 +27,7 @@ from aiohttp import WSMsgType, web
 from kubernetes_asyncio.client import ApiException
 
 from lingo_api import resources as r
+from lingo_api.session_tokens import InvalidToken, read_control_grant
 from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
 
 from .errors import ApiError, kubernetes_unavailable
@@ -66,8 +69,9 @@ class IssuedTokens:
         return matched
 
 
-async def _send_error(ws: web.WebSocketResponse, code: str, message: str, close_code: int) -> None:
-    await ws.send_str(json.dumps({"message_type": "error", "data": {"code": code, "message": message}}))
+async def _send_error(ws: web.WebSocketResponse, code: str, desc: str, close_code: int) -> None:
+    """An error in the control protocol's shape (Palabra's `{"code", "desc"}`), then close."""
+    await ws.send_str(json.dumps({"message_type": "error", "data": {"code": code, "desc": desc}}))
     await ws.close(code=close_code, message=code.encode())
 
 
@@ -93,10 +97,19 @@ async def _token_from_client(ws: web.WebSocketResponse, query_token: str | None)
     return token if isinstance(token, str) else None
 
 
-async def _find_session(request: web.Request, session_id: str) -> dict | None:
+def _namespace_of(token: str, default: str) -> str:
+    """The namespace a token says its session lives in (routing only: the token itself is then
+    compared with the ones issued for that session)."""
+    try:
+        return read_control_grant(token).namespace or default
+    except InvalidToken:
+        return default
+
+
+async def _find_session(request: web.Request, session_id: str, token: str) -> dict | None:
     """The session from the informer's cache (own namespace) or the API server (other allowed ones)."""
     store = request.app["store"]
-    namespace = request.query.get("namespace") or store.namespace
+    namespace = _namespace_of(token, store.namespace)
     allowed = request.app["config"].control_namespaces or (store.namespace,)
     if not any(fnmatch.fnmatchcase(namespace, pattern) for pattern in allowed):
         return None
@@ -134,37 +147,37 @@ async def proxy_control(request: web.Request, session_id: str) -> web.StreamResp
     await client.prepare(request)
     token = await _token_from_client(client, request.query.get("token"))
     if not token or len(token) > MAX_TOKEN_CHARS:
-        await _send_error(client, "unauthorized", UNAUTHORIZED, 4401)
+        await _send_error(client, "UNAUTHORIZED", UNAUTHORIZED, 4401)
         return client
     try:
-        session = await _find_session(request, session_id)
+        session = await _find_session(request, session_id, token)
         if session is None or not await request.app["issued_tokens"].matches(
                 request.app["store"].core, session, token):
-            await _send_error(client, "unauthorized", UNAUTHORIZED, 4401)
+            await _send_error(client, "UNAUTHORIZED", UNAUTHORIZED, 4401)
             return client
         # Held, not refused, while the worker starts.
         deadline = time.monotonic() + WORKER_WAIT_SECONDS
         while (endpoint := _worker_endpoint(session)) is None:
             if time.monotonic() > deadline or client.closed:
-                await _send_error(client, "worker_not_ready", "the session's translation worker is not ready; retry",
+                await _send_error(client, "WORKER_NOT_READY", "the session's translation worker is not ready; retry",
                                   1013)
                 return client
             await asyncio.sleep(0.2)
-            session = await _find_session(request, session_id) or session
+            session = await _find_session(request, session_id, token) or session
     except Exception as exc:
         if not kubernetes_unavailable(exc):
             raise
-        await _send_error(client, "kubernetes_unavailable", "the Kubernetes API is unreachable; retry shortly", 1013)
+        await _send_error(client, "KUBERNETES_UNAVAILABLE", "the Kubernetes API is unreachable; retry shortly", 1013)
         return client
 
-    query = {k: v for k, v in request.query.items() if k not in ("namespace", "token")}
+    query = {k: v for k, v in request.query.items() if k != "token"}
     query["token"] = token
     http: aiohttp.ClientSession = request.app["http"]
     try:
         upstream = await http.ws_connect(f"ws://{endpoint}{r.WORKER_CONTROL_PATH}", params=query, heartbeat=30,
                                          max_msg_size=MAX_MESSAGE_BYTES)
     except (aiohttp.ClientError, OSError):
-        await _send_error(client, "worker_unreachable", "could not reach the session's translation worker", 1011)
+        await _send_error(client, "WORKER_UNREACHABLE", "could not reach the session's translation worker", 1011)
         return client
     try:
         tasks = [asyncio.ensure_future(_pump(client, upstream)), asyncio.ensure_future(_pump(upstream, client))]

@@ -30,11 +30,26 @@ _CREATED = _envelope(True, "data", {
 })
 
 
+_PALABRA_CREATED = _envelope(True, "data", {
+    "type": "object",
+    "required": ["id", "publisher", "subscriber", "webrtc_room_name", "webrtc_url", "ws_url"],
+    "properties": {
+        "id": {"type": "string", "description": "session id (DELETE /session-storage/sessions/{id})"},
+        "publisher": {"type": "string", "description": "the publisher JWT"},
+        "subscriber": {"type": "array", "items": {"type": "string"}, "description": "subscriber JWTs"},
+        "webrtc_room_name": {"type": "string"},
+        "webrtc_url": {"type": "string", "description": "LiveKit URL"},
+        "ws_url": {"type": "string", "description": "control WebSocket; append ?token=<publisher>"},
+        "expires_at": {"type": "string", "format": "date-time"},
+    },
+})
+
+
 def _errors(*statuses: int) -> dict:
     return {str(s): {"description": "error", "content": {"application/json": {"schema": _ERROR}}} for s in statuses}
 
 
-def openapi_document(create_model) -> dict:
+def openapi_document(create_model, palabra_create_model) -> dict:
     auth = [{"ClientID": [], "ClientSecret": []}]
     session_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     ok_any = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
@@ -46,7 +61,9 @@ def openapi_document(create_model) -> dict:
                 "ClientID": {"type": "apiKey", "in": "header", "name": "ClientID"},
                 "ClientSecret": {"type": "apiKey", "in": "header", "name": "ClientSecret"},
             },
-            "schemas": {"CreateSessionRequest": create_model.model_json_schema(by_alias=False), "Error": _ERROR},
+            "schemas": {"CreateSessionRequest": create_model.model_json_schema(by_alias=False),
+                        "PalabraCreateSessionRequest": palabra_create_model.model_json_schema(by_alias=False),
+                        "Error": _ERROR},
         },
         "paths": {
             "/session-storage/sessions": {
@@ -62,6 +79,18 @@ def openapi_document(create_model) -> dict:
                 "get": {"summary": "List this client's sessions", "security": auth,
                         "responses": {"200": ok_any, **_errors(401)}},
             },
+            "/session-storage/session": {
+                "post": {
+                    "summary": "Create a session, Palabra's route and shape (for Palabra's SDKs); one publisher "
+                               "by default. Wrong credentials are a 404 here, as on Palabra's API",
+                    "security": auth,
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/PalabraCreateSessionRequest"}}}},
+                    "responses": {"200": {"description": "session ready to join",
+                                          "content": {"application/json": {"schema": _PALABRA_CREATED}}},
+                                  **_errors(404, 413, 422, 429, 503)},
+                },
+            },
             "/session-storage/sessions/{id}": {
                 "parameters": [session_id],
                 "get": {"summary": "Describe one session", "security": auth,
@@ -71,8 +100,9 @@ def openapi_document(create_model) -> dict:
             },
             "/session-storage/sessions/{id}/control": {
                 "parameters": [session_id, {"name": "token", "in": "query", "schema": {"type": "string"}}],
-                "get": {"summary": "WebSocket: translation control API (relayed to the session's worker)",
-                        "responses": {"101": {"description": "switching protocols"}, **_errors(404, 502, 503)}},
+                "get": {"summary": "WebSocket: translation control API (relayed to the session's worker); "
+                                   "errors after the upgrade come as control messages",
+                        "responses": {"101": {"description": "switching protocols"}, **_errors(400, 404)}},
             },
             "/healthz": {"get": {"summary": "liveness", "responses": {"200": ok_any}}},
             "/readyz": {"get": {"summary": "readiness (Kubernetes API reachable)",

@@ -57,7 +57,7 @@ async def stay_in_room(runtime: WorkerRuntime, stop: asyncio.Event) -> None:
 async def serve(settings: WorkerSettings) -> int:
     runtime = WorkerRuntime(settings)
     hub = ControlHub(runtime, TokenBook(settings.client_tokens, settings.room))
-    runtime.broadcast = hub.broadcast
+    runtime.broadcast, runtime.on_speech, runtime.on_data = hub.broadcast, hub.speech, hub.handle_data
     runner = web.AppRunner(build_control_app(hub), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()

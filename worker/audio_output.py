@@ -24,7 +24,8 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
 
 
 def track_name(language: str) -> str:
-    return f"translation-{language}"
+    """Palabra's name for a translated track (its SDK looks for this prefix)."""
+    return f"translation_{language}"
 
 
 class TranslatedTrack:
@@ -35,13 +36,20 @@ class TranslatedTrack:
         self.source = rtc.AudioSource(OUTPUT_SAMPLE_RATE, 1)
         self.track = rtc.LocalAudioTrack.create_audio_track(track_name(language), self.source)
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
+        self._queued_samples = 0
         self._player = asyncio.create_task(self._play(), name=f"playout-{language}")
 
     def play(self, samples: np.ndarray, sample_rate: int) -> asyncio.Future:
         """Queue int16 audio; the returned future resolves with the time its first frame went out."""
         first_frame = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((resample(samples.astype(np.float32), sample_rate, OUTPUT_SAMPLE_RATE), first_frame))
+        resampled = resample(samples.astype(np.float32), sample_rate, OUTPUT_SAMPLE_RATE)
+        self._queued_samples += len(resampled)
+        self._queue.put_nowait((resampled, first_frame))
         return first_frame
+
+    def queued_ms(self) -> int:
+        """Speech waiting to be played out on this track."""
+        return round(self._queued_samples * 1000 / OUTPUT_SAMPLE_RATE)
 
     async def _play(self) -> None:
         while True:
@@ -53,6 +61,7 @@ class TranslatedTrack:
                     chunk = np.pad(chunk, (0, FRAME_SAMPLES - len(chunk)))
                 frame = rtc.AudioFrame(chunk.tobytes(), OUTPUT_SAMPLE_RATE, 1, FRAME_SAMPLES)
                 await self.source.capture_frame(frame)
+                self._queued_samples = max(0, self._queued_samples - FRAME_SAMPLES)
                 if not first_frame.done():
                     first_frame.set_result(time.monotonic())
 

@@ -1,21 +1,29 @@
-"""The control WebSocket (`/control`) and the health endpoints of the worker.
+"""The worker's control API, over a WebSocket (`/control`) and over LiveKit data packets, and
+its health endpoints. Messages follow Palabra's protocol (worker/protocol.py).
 
-Messages are JSON `{"message_type": ..., "data": {...}}`. A client authenticates with its
-session token, either as `?token=` or in a first `authenticate` message, and may then:
-  get_task (read) · set_task (write for languages, edit for options only) ·
-  pause_task / resume_task / end_task (write).
-The worker pushes current_task, partial_transcription, validated_transcription,
-translated_transcription, pipeline_timings and error to every authenticated client.
+Messages are JSON `{"message_type": ..., "data": {...}}`, in text or binary frames. On the
+WebSocket a client authenticates with its session token (`?token=` or a first `authenticate`
+message); in the room, LiveKit has already authenticated the sender, whose identity maps to
+the token issued for it. Then:
+  get_task (read) · set_task (write for languages or audio over the WebSocket, edit for options
+  only) · pause_task / resume_task / end_task (write) · input_audio_data and eos (write, a
+  WebSocket whose set_task chose `input_stream.source.type = "ws"`).
+The worker sends current_task, partial/validated/translated_transcription, pipeline_timings,
+tts_buffer_stats, output_audio_data (WebSocket clients that asked for it), eos and error
+`{"code", "desc"}`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import json
 import logging
 from typing import Protocol
 
+import numpy as np
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -24,22 +32,32 @@ from lingo_api.session_tokens import ControlGrant, InvalidToken, Permission, rea
 from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
 
 from . import metrics
-from .task import TaskState, TaskUpdate, TranslationTask
+from . import protocol
+from .audio_output import resample
+from .engines.base import ASR_SAMPLE_RATE
+from .protocol import StreamSettings, TaskMessageError
+from .task import TaskState, TranslationTask
 
 log = logging.getLogger("lingo.worker")
 
 AUTH_TIMEOUT_SECONDS = 10
 MAX_MESSAGE_BYTES = 64 * 1024
+OUTPUT_CHUNK_SECONDS = 0.32
+INVALID_TOKEN = "token was not issued for this session"
 
 
 class TaskController(Protocol):
     task: TranslationTask
 
-    async def update_task(self, update: TaskUpdate) -> list[str]: ...
+    async def update_task(self, update, ignored_fields: list[str] | None = None) -> list[str]: ...
 
     async def set_state(self, state: TaskState) -> None: ...
 
     def ready(self) -> tuple[bool, str]: ...
+
+    def speaker(self, identity: str): ...
+
+    async def publish_data(self, payload: bytes, identity: str | None = None) -> None: ...
 
 
 class TokenBook:
@@ -48,35 +66,100 @@ class TokenBook:
     def __init__(self, tokens: list[str], room: str):
         self._tokens = [t.encode() for t in tokens]
         self._room = room
+        # Participants in the room are who LiveKit says they are: their identity is their token's.
+        self.by_identity: dict[str, ControlGrant] = {}
+        for token in tokens:
+            try:
+                grant = read_control_grant(token)
+            except InvalidToken:
+                continue
+            self.by_identity[grant.identity] = grant
 
     def authenticate(self, token: str) -> ControlGrant:
         if len(token) > MAX_TOKEN_CHARS:
-            raise InvalidToken("token was not issued for this session")
+            raise InvalidToken(INVALID_TOKEN)
         presented = token.encode()
         # Compare against every issued token so the time taken does not depend on which matched.
         matched = False
         for issued in self._tokens:
             matched |= hmac.compare_digest(presented, issued)
         if not matched:
-            raise InvalidToken("token was not issued for this session")
+            raise InvalidToken(INVALID_TOKEN)
         grant = read_control_grant(token)
         if grant.room != self._room:
             raise InvalidToken("token is for another room")
         return grant
 
 
+class Peer:
+    """One authenticated control client: a WebSocket, or a participant of the room."""
+
+    def __init__(self, grant: ControlGrant):
+        self.grant = grant
+        self.streams = StreamSettings()
+        self.speaker = None  # audio sent over the WebSocket (Palabra's ws mode)
+
+    async def send(self, message_type: str, data: dict) -> None:
+        raise NotImplementedError
+
+
+class WebSocketPeer(Peer):
+    def __init__(self, grant: ControlGrant, ws: web.WebSocketResponse):
+        super().__init__(grant)
+        self.ws = ws
+
+    async def send(self, message_type: str, data: dict) -> None:
+        await self.ws.send_str(json.dumps({"message_type": message_type, "data": data}))
+
+
+class RoomPeer(Peer):
+    def __init__(self, grant: ControlGrant, controller: TaskController):
+        super().__init__(grant)
+        self.controller = controller
+
+    async def send(self, message_type: str, data: dict) -> None:
+        payload = json.dumps({"message_type": message_type, "data": data}).encode()
+        await self.controller.publish_data(payload, self.grant.identity)
+
+
 class ControlHub:
     def __init__(self, controller: TaskController, tokens: TokenBook):
         self.controller, self.tokens = controller, tokens
-        self.clients: dict[web.WebSocketResponse, ControlGrant] = {}
+        self.clients: set[WebSocketPeer] = set()
 
     async def broadcast(self, message_type: str, data: dict) -> None:
+        """To every WebSocket client and, as one data packet, to everyone in the room."""
         payload = json.dumps({"message_type": message_type, "data": data})
-        for ws in list(self.clients):
+        for peer in list(self.clients):
             try:
-                await ws.send_str(payload)
+                await peer.ws.send_str(payload)
             except (ConnectionError, RuntimeError):
-                self.clients.pop(ws, None)
+                self.clients.discard(peer)
+        try:
+            await self.controller.publish_data(payload.encode())
+        except Exception:  # not in the room right now: WebSocket clients still got it
+            pass
+
+    async def speech(self, language: str, transcription_id: str, samples: np.ndarray, sample_rate: int) -> None:
+        """Translated speech to the WebSocket clients that asked for audio over the socket."""
+        for peer in list(self.clients):
+            if not peer.streams.audio_out_over_ws:
+                continue
+            rate = peer.streams.output_rate
+            pcm = np.clip(resample(samples.astype(np.float32), sample_rate, rate), -32768, 32767).astype(np.int16)
+            if peer.streams.output_channels == 2:
+                pcm = np.repeat(pcm, 2)
+            step = int(rate * OUTPUT_CHUNK_SECONDS) * peer.streams.output_channels
+            starts = range(0, max(len(pcm), 1), step)
+            try:
+                for start in starts:
+                    last = start + step >= len(pcm)
+                    await peer.send("output_audio_data", protocol.output_audio(
+                        pcm[start:start + step].tobytes(), language, transcription_id, last))
+            except (ConnectionError, RuntimeError):
+                self.clients.discard(peer)
+
+    # -- the WebSocket -----------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES)
@@ -85,20 +168,21 @@ class ControlHub:
         if grant is None:
             await ws.close(code=4401, message=b"unauthorized")
             return ws
-        self.clients[ws] = grant
+        peer = WebSocketPeer(grant, ws)
+        self.clients.add(peer)
         metrics.CONTROL_CLIENTS.inc()
-        await _send(ws, "current_task", self.controller.task.model_dump(mode="json"))
+        await peer.send("current_task", self.current_task())
         try:
             async for message in ws:
-                if message.type == WSMsgType.TEXT:
-                    await self._dispatch(ws, grant, message.data)
-                elif message.type == WSMsgType.BINARY:
-                    await _error(ws, "unsupported_frame", "send JSON text frames")
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await self.dispatch(peer, message.data)
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:
-            self.clients.pop(ws, None)
+            self.clients.discard(peer)
             metrics.CONTROL_CLIENTS.dec()
+            if peer.speaker is not None:  # translate what was said before the client left
+                asyncio.create_task(peer.speaker.close())
         return ws
 
     async def _authenticate(self, ws: web.WebSocketResponse, token: str | None) -> ControlGrant | None:
@@ -106,68 +190,139 @@ class ControlHub:
             try:
                 message = await ws.receive(timeout=AUTH_TIMEOUT_SECONDS)
             except asyncio.TimeoutError:
-                await _error(ws, "unauthorized", "authenticate within 10 s")
+                await _send_error(ws, "UNAUTHORIZED", "authenticate within 10 s")
                 return None
-            parsed = _parse(message.data) if message.type == WSMsgType.TEXT else None
+            parsed = _parse(message.data) if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) else None
             if not parsed or parsed[0] != "authenticate" or not isinstance(parsed[1].get("token"), str):
-                await _error(ws, "unauthorized", 'first message must be {"message_type": "authenticate", '
-                                                 '"data": {"token": "<session token>"}}')
+                await _send_error(ws, "UNAUTHORIZED", 'first message must be {"message_type": "authenticate", '
+                                                      '"data": {"token": "<session token>"}}')
                 return None
             token = parsed[1]["token"]
         try:
             grant = self.tokens.authenticate(token)
         except InvalidToken as exc:
-            await _error(ws, "unauthorized", str(exc))
+            await _send_error(ws, "UNAUTHORIZED", str(exc))
             return None
-        await _send(ws, "authenticated", {"identity": grant.identity, "role": grant.role.value,
-                                          "permissions": sorted(p.value for p in grant.permissions)})
+        await ws.send_str(json.dumps({"message_type": "authenticated", "data": {
+            "identity": grant.identity, "role": grant.role.value,
+            "permissions": sorted(p.value for p in grant.permissions)}}))
         return grant
 
-    async def _dispatch(self, ws: web.WebSocketResponse, grant: ControlGrant, raw: str) -> None:
+    # -- the room ----------------------------------------------------------------------------
+
+    async def handle_data(self, identity: str, payload: bytes) -> None:
+        """A data packet from a participant: a control message from that participant's token."""
+        grant = self.tokens.by_identity.get(identity)
+        if grant is None:
+            return  # not a session client (another worker, a server SDK): not ours to answer
+        await self.dispatch(RoomPeer(grant, self.controller), payload)
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def current_task(self) -> dict:
+        return self.controller.task.model_dump(mode="json")
+
+    async def dispatch(self, peer: Peer, raw: str | bytes) -> None:
         parsed = _parse(raw)
         if parsed is None:
-            await _error(ws, "invalid_message", 'expected JSON {"message_type": "...", "data": {...}}')
+            await peer.send("error", protocol.error("INVALID_MESSAGE",
+                                                    'expected JSON {"message_type": "...", "data": {...}}'))
             return
         message_type, data = parsed
-        if message_type == "get_task":
-            if await self._require(ws, grant, Permission.READ):
-                await _send(ws, "current_task", self.controller.task.model_dump(mode="json"))
-        elif message_type == "set_task":
-            try:
-                update = TaskUpdate.model_validate(data)
-            except ValidationError as exc:
-                fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                await _error(ws, "invalid_task", fields)
-                return
-            if not await self._require(ws, grant, update.required_permission()):
-                return
-            try:
-                problems = await self.controller.update_task(update)
-            except ValidationError as exc:
-                problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-            if problems:
-                await _error(ws, "invalid_task", "; ".join(problems))
-                return
-            await self.broadcast("current_task", self.controller.task.model_dump(mode="json"))
-        elif message_type in ("pause_task", "resume_task", "end_task"):
-            if not await self._require(ws, grant, Permission.WRITE):
-                return
-            state = {"pause_task": TaskState.PAUSED, "resume_task": TaskState.RUNNING, "end_task": TaskState.ENDED}
-            if self.controller.task.state == TaskState.ENDED:
-                await _error(ws, "task_ended", "the task has ended")
-                return
-            await self.controller.set_state(state[message_type])
-            await self.broadcast("current_task", self.controller.task.model_dump(mode="json"))
-        elif message_type == "authenticate":
-            await _error(ws, "already_authenticated", "this connection is already authenticated")
+        handler = {
+            "get_task": self._get_task, "set_task": self._set_task, "pause_task": self._change_state,
+            "resume_task": self._change_state, "end_task": self._change_state,
+            "input_audio_data": self._input_audio, "eos": self._end_of_stream,
+        }.get(message_type)
+        if message_type == "authenticate":
+            await peer.send("error", protocol.error("ALREADY_AUTHENTICATED", "this connection is already authenticated"))
+        elif handler is None:
+            await peer.send("error", protocol.error("UNKNOWN_MESSAGE_TYPE",
+                                                    f"unknown message_type '{str(message_type)[:40]}'"))
         else:
-            await _error(ws, "unknown_message_type", f"unknown message_type '{str(message_type)[:40]}'")
+            await handler(peer, message_type, data)
 
-    async def _require(self, ws: web.WebSocketResponse, grant: ControlGrant, permission: Permission) -> bool:
-        if grant.allows(permission):
+    async def _require(self, peer: Peer, permission: Permission) -> bool:
+        if peer.grant.allows(permission):
             return True
-        await _error(ws, "forbidden", f"a {grant.role.value} token lacks the '{permission.value}' permission")
+        await peer.send("error", protocol.error(
+            "FORBIDDEN", f"a {peer.grant.role.value} token lacks the '{permission.value}' permission"))
         return False
+
+    async def _get_task(self, peer: Peer, _type: str, _data: dict) -> None:
+        if await self._require(peer, Permission.READ):
+            await peer.send("current_task", self.current_task())
+
+    async def _set_task(self, peer: Peer, _type: str, data: dict) -> None:
+        try:
+            request = protocol.parse_set_task(data)
+        except (TaskMessageError, ValidationError) as exc:
+            await peer.send("error", protocol.error("VALIDATION_ERROR", _describe(exc)))
+            return
+        audio_over_ws = request.streams is not None and request.streams.audio_in_over_ws
+        if audio_over_ws and not isinstance(peer, WebSocketPeer):
+            await peer.send("error", protocol.error("VALIDATION_ERROR", "audio over the WebSocket needs the WebSocket"))
+            return
+        needed = request.update.required_permission()
+        if audio_over_ws:
+            needed = Permission.WRITE  # speaking is a publisher's right
+        if not await self._require(peer, needed):
+            return
+        try:
+            problems = await self.controller.update_task(request.update, request.ignored_fields)
+        except ValidationError as exc:
+            problems = [_describe(exc)]
+        if problems:
+            await peer.send("error", protocol.error("VALIDATION_ERROR", "; ".join(problems)))
+            return
+        if request.streams is not None:
+            peer.streams = request.streams
+            if request.streams.audio_in_over_ws and peer.speaker is None:
+                peer.speaker = self.controller.speaker(f"ws-{peer.grant.identity}")
+        await self.broadcast("current_task", self.current_task())  # the asking client included
+
+    async def _change_state(self, peer: Peer, message_type: str, _data: dict) -> None:
+        if not await self._require(peer, Permission.WRITE):
+            return
+        if self.controller.task.state == TaskState.ENDED:
+            await peer.send("error", protocol.error("TASK_ENDED", "the task has ended"))
+            return
+        state = {"pause_task": TaskState.PAUSED, "resume_task": TaskState.RUNNING, "end_task": TaskState.ENDED}
+        await self.controller.set_state(state[message_type])
+        await self.broadcast("current_task", self.current_task())
+        if message_type == "end_task":
+            await self.broadcast("eos", {})
+
+    async def _input_audio(self, peer: Peer, _type: str, data: dict) -> None:
+        if peer.speaker is None:
+            await peer.send("error", protocol.error(
+                "VALIDATION_ERROR", 'send set_task with input_stream.source.type "ws" before input_audio_data'))
+            return
+        try:
+            pcm = np.frombuffer(base64.b64decode(str(data.get("data", "")), validate=True), dtype="<i2")
+        except (binascii.Error, ValueError):
+            await peer.send("error", protocol.error("VALIDATION_ERROR", "data.data must be base64 of pcm_s16le"))
+            return
+        channels = peer.streams.input_channels
+        if channels == 2:
+            pcm = pcm[: len(pcm) // 2 * 2].reshape(-1, 2).mean(axis=1)
+        samples = resample(pcm.astype(np.float32) / 32768.0, peer.streams.input_rate, ASR_SAMPLE_RATE)
+        await peer.speaker.feed(samples)
+
+    async def _end_of_stream(self, peer: Peer, _type: str, _data: dict) -> None:
+        """The client's audio has ended: translate what is left, then answer eos."""
+        if peer.speaker is not None:
+            speaker, peer.speaker = peer.speaker, None
+            await speaker.close()
+            if peer.streams.audio_in_over_ws:
+                peer.speaker = self.controller.speaker(f"ws-{peer.grant.identity}")
+        await peer.send("eos", {})
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
 
 
 def _parse(raw) -> tuple[str, dict] | None:
@@ -178,15 +333,16 @@ def _parse(raw) -> tuple[str, dict] | None:
     if not isinstance(message, dict) or not isinstance(message.get("message_type"), str):
         return None
     data = message.get("data", {})
+    if isinstance(data, str):  # Palabra allows data to be a JSON string of its own
+        try:
+            data = parse_json(data)
+        except UntrustedInputError:
+            return None
     return (message["message_type"], data) if isinstance(data, dict) else None
 
 
-async def _send(ws: web.WebSocketResponse, message_type: str, data: dict) -> None:
-    await ws.send_str(json.dumps({"message_type": message_type, "data": data}))
-
-
-async def _error(ws: web.WebSocketResponse, code: str, message: str) -> None:
-    await _send(ws, "error", {"code": code, "message": message})
+async def _send_error(ws: web.WebSocketResponse, code: str, desc: str) -> None:
+    await ws.send_str(json.dumps({"message_type": "error", "data": protocol.error(code, desc)}))
 
 
 def build_control_app(hub: ControlHub) -> web.Application:
@@ -199,11 +355,11 @@ def build_control_app(hub: ControlHub) -> web.Application:
         ready, why = hub.controller.ready()
         return web.json_response({"ok": ready, "reason": why}, status=200 if ready else 503)
 
-    app.router.add_get("/control", hub.handle)
-    app.router.add_get("/healthz", healthz)
     async def metrics_endpoint(_):
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    app.router.add_get("/control", hub.handle)
+    app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     return app

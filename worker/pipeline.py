@@ -13,7 +13,7 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
-from . import metrics
+from . import metrics, protocol
 from .audio_output import TranslatedTrack
 from .engines.registry import Engines
 from .segmenter import Segment, SpeechSegmenter
@@ -22,6 +22,11 @@ from .task import TaskState, TranslationTask
 log = logging.getLogger("lingo.worker")
 
 Emit = Callable[[str, dict], Awaitable[None]]
+# (language, transcription_id, int16 samples, sample rate): speech for clients that take audio
+# over the control WebSocket.
+SpeechSink = Callable[[str, str, np.ndarray, int], Awaitable[None]]
+# Queue level reported in tts_buffer_stats.
+MAX_QUEUE_MS = 20_000
 
 
 def _ms(seconds: float) -> float:
@@ -30,8 +35,10 @@ def _ms(seconds: float) -> float:
 
 class TranslationPipeline:
     def __init__(self, engines: Engines, task: TranslationTask, emit: Emit,
-                 tracks_changed: Callable[[list[str]], Awaitable[None]] | None = None):
+                 tracks_changed: Callable[[list[str]], Awaitable[None]] | None = None,
+                 on_speech: SpeechSink | None = None):
         self.engines = engines
+        self._on_speech = on_speech
         self.task = task
         self._emit = emit
         self._tracks_changed = tracks_changed
@@ -65,32 +72,29 @@ class TranslationPipeline:
         finally:
             self.finals_running -= final
 
-    async def process_segment(self, identity: str, segment: Segment) -> None:
+    async def process_segment(self, identity: str, segment: Segment, start: float, end: float) -> None:
+        """One utterance (`start`/`end`: seconds into the speaker's stream) through every stage."""
         task = self.task
         if task.state != TaskState.RUNNING:
             return
-        segment_id = f"{identity}:{segment.index}"
-        timings: dict = {"segment_id": segment_id, "participant": identity,
-                         "audio_seconds": round(len(segment.audio) / 16000, 2),
-                         "mt_ms": {}, "tts_ms": {}, "tts_audio_seconds": {}, "end_of_speech_to_audio_ms": {}}
+        transcription_id = f"{identity}:{segment.index}"
+        audio_seconds = len(segment.audio) / 16000
+        timings: dict[str, float] = {"audio_seconds": round(audio_seconds, 2)}
         started = time.monotonic()
         text = await self.transcribe(segment.audio, final=True)
         timings["asr_ms"] = _ms(time.monotonic() - started)
-        timings["asr_real_time_factor"] = round((time.monotonic() - started) / max(len(segment.audio) / 16000, 1e-3), 3)
+        timings["asr_real_time_factor"] = round((time.monotonic() - started) / max(audio_seconds, 1e-3), 3)
         if not text:
             return
-        await self._emit("validated_transcription", {
-            "segment_id": segment_id, "participant": identity, "language": task.source_language, "text": text,
-        })
+        await self._emit("validated_transcription", protocol.transcription(
+            transcription_id, task.source_language, text, start, end, identity))
         first_frames = []
         for language in task.target_languages:
             started = time.monotonic()
             translated = await asyncio.to_thread(self.engines.translator.translate, text, task.source_language, language)
-            timings["mt_ms"][language] = _ms(time.monotonic() - started)
-            await self._emit("translated_transcription", {
-                "segment_id": segment_id, "participant": identity, "source_language": task.source_language,
-                "language": language, "text": translated,
-            })
+            timings[f"mt_ms.{language}"] = _ms(time.monotonic() - started)
+            await self._emit("translated_transcription", protocol.transcription(
+                transcription_id, language, translated, start, end, identity))
             if not translated or language not in self.tracks:
                 continue
             started = time.monotonic()
@@ -98,21 +102,27 @@ class TranslationPipeline:
                 self.engines.synthesizer.synthesize, translated, language,
                 task.options.voices.get(language), task.options.speech_rate,
             )
-            timings["tts_ms"][language] = _ms(time.monotonic() - started)
-            timings["tts_audio_seconds"][language] = round(len(speech.samples) / speech.sample_rate, 2)
+            timings[f"tts_ms.{language}"] = _ms(time.monotonic() - started)
+            timings[f"tts_audio_seconds.{language}"] = round(len(speech.samples) / speech.sample_rate, 2)
             track = self.tracks.get(language)  # the language may have been dropped meanwhile
             if track is not None:
                 first_frames.append((language, track.play(speech.samples, speech.sample_rate)))
+            if self._on_speech:
+                await self._on_speech(language, transcription_id, speech.samples, speech.sample_rate)
+        if first_frames:
+            await self._emit("tts_buffer_stats", protocol.tts_buffer_stats(
+                {language: (track.queued_ms(), MAX_QUEUE_MS) for language, track in self.tracks.items()}))
         for language, first_frame in first_frames:
             went_out = await first_frame
-            timings["end_of_speech_to_audio_ms"][language] = _ms(went_out - segment.speech_ended_at)
+            timings[f"end_of_speech_to_audio_ms.{language}"] = _ms(went_out - segment.speech_ended_at)
             metrics.END_TO_AUDIO.labels(language).observe(went_out - segment.speech_ended_at)
         metrics.SEGMENTS.inc()
         metrics.STAGE_SECONDS.labels("asr").observe(timings["asr_ms"] / 1000)
-        for stage in ("mt", "tts"):
-            for milliseconds in timings[f"{stage}_ms"].values():
+        for key, milliseconds in timings.items():
+            stage = key.split("_ms.", 1)[0]
+            if stage in ("mt", "tts"):
                 metrics.STAGE_SECONDS.labels(stage).observe(milliseconds / 1000)
-        await self._emit("pipeline_timings", timings)
+        await self._emit("pipeline_timings", protocol.pipeline_timings(transcription_id, timings))
 
     async def close(self) -> None:
         for track in self.tracks.values():
@@ -130,15 +140,24 @@ class SpeakerStream:
         self._worker = asyncio.create_task(self._consume(), name=f"segments-{identity}")
         self._partial_task: asyncio.Task | None = None
         self._last_partial = 0.0
+        # Segment times are reported in seconds of this speaker's audio, as Palabra does.
+        self._samples_seen = 0
+        self._segment_times: dict[int, tuple[float, float]] = {}
 
     async def feed(self, samples: np.ndarray) -> None:
         task = self.pipeline.task
         if task.state != TaskState.RUNNING:
             return
         now = time.monotonic()
+        self._samples_seen += len(samples)
         for segment in self.segmenter.push(samples, now, task.options):
-            self._segments.put_nowait(segment)
+            self._queue(segment)
         self._maybe_partial(now)
+
+    def _queue(self, segment: Segment) -> None:
+        end = self._samples_seen / 16000
+        self._segment_times[segment.index] = (max(0.0, end - len(segment.audio) / 16000), end)
+        self._segments.put_nowait(segment)
 
     def _maybe_partial(self, now: float) -> None:
         interval = self.pipeline.task.options.partial_interval_ms / 1000
@@ -159,22 +178,23 @@ class SpeakerStream:
             log.exception("partial transcription failed")
             return
         if text:
-            await self.pipeline._emit("partial_transcription", {
-                "segment_id": f"{self.identity}:{index}", "participant": self.identity,
-                "language": task.source_language, "text": text,
-            })
+            end = self._samples_seen / 16000
+            await self.pipeline._emit("partial_transcription", protocol.transcription(
+                f"{self.identity}:{index}", task.source_language, text, max(0.0, end - len(audio) / 16000), end,
+                self.identity))
 
     async def _consume(self) -> None:
         while (segment := await self._segments.get()) is not None:
+            start, end = self._segment_times.pop(segment.index, (0.0, 0.0))
             try:
-                await self.pipeline.process_segment(self.identity, segment)
+                await self.pipeline.process_segment(self.identity, segment, start, end)
             except Exception as exc:
                 log.exception("segment %s of %s failed", segment.index, self.identity)
-                await self.pipeline._emit("error", {"code": "pipeline_error", "message": str(exc)[:300]})
+                await self.pipeline._emit("error", protocol.error("PIPELINE_ERROR", str(exc)[:300]))
 
     async def close(self) -> None:
         last = self.segmenter.flush()
         if last is not None:
-            self._segments.put_nowait(last)
+            self._queue(last)
         self._segments.put_nowait(None)
         await asyncio.wait_for(self._worker, timeout=60)

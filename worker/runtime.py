@@ -66,7 +66,10 @@ class WorkerRuntime:
         self.engines: Engines | None = None
         self.pipeline: TranslationPipeline | None = None
         self.room = rtc.Room()
-        self.broadcast = None  # set by the control hub wiring
+        # Set by the control hub wiring (worker/__main__.py).
+        self.broadcast = None
+        self.on_speech = None
+        self.on_data = None
         self._speakers: dict[str, SpeakerStream] = {}
         self._publications: dict[str, str] = {}  # language -> track sid
         self._connected = False
@@ -87,8 +90,10 @@ class WorkerRuntime:
             return False, "not connected to the LiveKit room"
         return True, "ready"
 
-    async def update_task(self, update: TaskUpdate) -> list[str]:
+    async def update_task(self, update: TaskUpdate, ignored_fields: list[str] | None = None) -> list[str]:
         candidate = self.task.updated(update)
+        if ignored_fields is not None:
+            candidate.ignored_fields = ignored_fields
         problems = self.engines.check_languages(
             candidate.source_language, candidate.target_languages, candidate.options.asr_engine
         ) if self.engines else ["engines are still loading"]
@@ -108,11 +113,25 @@ class WorkerRuntime:
         if state == TaskState.ENDED:
             await self.shutdown_media()
 
+    def speaker(self, identity: str):
+        return self.pipeline.speaker(identity)
+
+    async def publish_data(self, payload: bytes, identity: str | None = None) -> None:
+        """A reliable data packet to one participant, or to the whole room."""
+        if not self._connected:
+            raise ConnectionError("not in the room")
+        await self.room.local_participant.publish_data(
+            payload, reliable=True, destination_identities=[identity] if identity else [])
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def emit(self, message_type: str, data: dict) -> None:
         if self.broadcast:
             await self.broadcast(message_type, data)
+
+    async def _speech(self, language: str, transcription_id: str, samples, sample_rate: int) -> None:
+        if self.on_speech:
+            await self.on_speech(language, transcription_id, samples, sample_rate)
 
     async def load_engines(self) -> None:
         try:
@@ -120,7 +139,8 @@ class WorkerRuntime:
         except Exception as exc:
             self._startup_error = f"speech engines unavailable: {exc}"
             raise
-        self.pipeline = TranslationPipeline(self.engines, self.task, self.emit, self._publish_tracks)
+        self.pipeline = TranslationPipeline(self.engines, self.task, self.emit, self._publish_tracks,
+                                            on_speech=self._speech)
 
     async def join_room(self) -> None:
         """Connect to the session's room (a fresh Room object per attempt) and publish tracks."""
@@ -131,6 +151,7 @@ class WorkerRuntime:
         self.room.on("disconnected", self._on_disconnected)
         self.room.on("reconnecting", self._on_reconnecting)
         self.room.on("reconnected", self._on_reconnected)
+        self.room.on("data_received", self._on_data)
         await self.room.connect(self.settings.livekit_url, self.settings.worker_token,
                                 rtc.RoomOptions(auto_subscribe=True))
         self._connected = True
@@ -183,6 +204,10 @@ class WorkerRuntime:
         if not self._closing:
             log.warning("disconnected from the LiveKit room (%s)", rtc.DisconnectReason.Name(reason) if reason else "?")
         self.disconnected.set()
+
+    def _on_data(self, packet: rtc.DataPacket) -> None:
+        if packet.participant is not None and self.on_data:
+            asyncio.create_task(self.on_data(packet.participant.identity, packet.data))
 
     def _on_reconnecting(self, *_args) -> None:
         # Not ready while the SDK retries: readiness (and so WorkerReady) says so within a probe.

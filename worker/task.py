@@ -71,6 +71,8 @@ class TranslationTask(BaseModel):
     options: TaskOptions = Field(default_factory=TaskOptions)
     state: TaskState = TaskState.RUNNING
     revision: int = 0
+    # Fields of the last Palabra-shaped set_task that were accepted but are not implemented.
+    ignored_fields: list[str] = Field(default_factory=list)
 
     def updated(self, update: TaskUpdate) -> "TranslationTask":
         """A new task with the update applied; options are merged field by field and re-validated."""
@@ -83,4 +85,5 @@ class TranslationTask(BaseModel):
             options=options,
             state=self.state,
             revision=self.revision + 1,
+            ignored_fields=self.ignored_fields,
         )

@@ -174,6 +174,11 @@ class LoopbackCluster:
                 f"--listen-peer-urls=http://127.0.0.1:{peer}",
                 f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
                 f"--initial-cluster=loopback=http://127.0.0.1:{peer}",
+                # kube-apiserver's watch caches only learn etcd's current revision from events or
+                # progress notifications (every 10 min by default). A watch of a resource that
+                # has had no events (no pods yet) then fails with "Too large resource version"
+                # every few seconds; Debian's etcd 3.4 has no on-request progress, so ask often.
+                "--experimental-watch-progress-notify-interval=1s",
                 "--log-level=warn",
             ],
         )

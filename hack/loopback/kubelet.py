@@ -87,7 +87,8 @@ class LoopbackKubelet:
                     async for event in events:
                         await self._on_event(event["type"], event["object"])
             except (ApiException, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                log.warning("pod watch interrupted (%s); resuming", type(exc).__name__)
+                detail = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else type(exc).__name__
+                log.warning("pod watch interrupted (%s); resuming", detail)
                 await asyncio.sleep(1)
             finally:
                 stream.stop()

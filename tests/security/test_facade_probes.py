@@ -16,7 +16,9 @@ import pytest
 
 from lingo_loopback.processes import ManagedProcess
 
-from ..helpers import ACME, auth, register_client
+from lingo_api import resources as r
+
+from ..helpers import ACME, auth, create_session, read_tokens, register_client, wait_for_phase
 
 SESSIONS = "/session-storage/sessions"
 
@@ -128,19 +130,23 @@ async def _control_answer(url: str, token: str | None) -> dict:
             return json.loads(message.data)
 
 
-async def test_the_control_path_says_the_same_for_a_missing_session_and_a_wrong_token(facade, ready_session):
+async def test_the_control_path_says_the_same_for_a_missing_session_and_a_wrong_token(
+        facade, ready_session, kube, namespace):
     real = ready_session["control_url"]
     missing = real.replace(ready_session["session_id"], "ss-doesnotexist")
-    foreign_namespace = real.split("?", 1)[0] + "?namespace=kube-system"
+    # A session the operator serves, in a namespace the relay does not reach.
+    await create_session(kube, namespace, "elsewhere")
+    await wait_for_phase(kube, namespace, "elsewhere", r.Phase.READY)
+    elsewhere_token = (await read_tokens(kube, namespace, "elsewhere"))["subscriber"][0]
     answers = [
         await _control_answer(real, "forged." + secrets.token_urlsafe(40)),
         await _control_answer(real, None),
         await _control_answer(missing, ready_session["subscriber"][0]),
         await _control_answer(missing, None),
-        await _control_answer(foreign_namespace, ready_session["subscriber"][0]),
+        await _control_answer(real.replace(ready_session["session_id"], "elsewhere"), elsewhere_token),
     ]
     assert all(answer == answers[0] for answer in answers), answers
-    assert answers[0]["data"]["code"] == "unauthorized"
+    assert answers[0]["data"]["code"] == "UNAUTHORIZED"
     # The right token still gets in.
     assert (await _control_answer(real, ready_session["subscriber"][0]))["message_type"] == "authenticated"
 

@@ -33,7 +33,7 @@ async def test_a_deeply_nested_frame_before_authenticating_gets_an_error_not_a_t
     async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
         await ws.send_str(nested)
         message = json.loads((await ws.receive(timeout=10)).data)
-    assert message["message_type"] == "error" and message["data"]["code"] == "unauthorized", message
+    assert message["message_type"] == "error" and message["data"]["code"] == "UNAUTHORIZED", message
     assert "Traceback" not in await _worker_log(cluster, facade_ns, ready_session["session_id"])
 
 
@@ -46,7 +46,7 @@ async def test_client_supplied_task_fields_are_bounded(ready_session):
                        {"es": "v" * 62_000},  # one huge value
                        {"../../etc": "x"}):  # a key that is no language
             await control.send("set_task", {"options": {"voices": voices}})
-            assert (await control.next("error"))["code"] == "invalid_task"
+            assert (await control.next("error"))["code"] == "VALIDATION_ERROR"
         await control.send("set_task", {"options": {"voices": {"es": "es+f3"}}})
         task = await control.next("current_task", where=lambda d: d["options"]["voices"])
         assert task["options"]["voices"] == {"es": "es+f3"}
@@ -59,6 +59,6 @@ async def test_a_token_longer_than_any_issued_is_refused_at_once(ready_session, 
     async with aiohttp.ClientSession() as http, http.ws_connect(
             ready_session["control_url"], params={"token": "x" * 5000}) as ws:
         message = json.loads((await ws.receive(timeout=10)).data)
-    assert message["data"]["code"] == "unauthorized"
+    assert message["data"]["code"] == "UNAUTHORIZED"
     async with http_module.get(f"{SESSIONS}/{ready_session['session_id']}", headers=auth(ACME)) as response:
         assert response.status == 200  # the session is untouched
