@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .languages import pair_problem
 
 MAX_PUBLISHERS = 8
 MAX_SUBSCRIBERS = 200
@@ -53,6 +55,17 @@ class SessionSpec(BaseModel):
     @classmethod
     def _valid_targets(cls, value: list[str]) -> list[str]:
         return check_target_languages(value)
+
+    @model_validator(mode="after")
+    def _servable(self) -> "SessionSpec":
+        """A CPU session asks only for pairs the worker's engines serve (api/languages.json):
+        refused here, naming the missing stage, rather than by a worker that fails later. The
+        GPU profile's engines come from a mounted model directory, checked by the worker."""
+        if self.worker_profile == WorkerProfile.CPU.value:
+            problems = [p for t in self.target_languages if (p := pair_problem(self.source_language, t))]
+            if problems:
+                raise ValueError("; ".join(problems))
+        return self
 
     def to_crd(self) -> dict:
         return self.model_dump(by_alias=True, mode="json")

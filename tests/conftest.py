@@ -73,6 +73,15 @@ async def namespace(kube):
     await core.delete_namespace(name)
 
 
+@pytest.fixture
+async def worker_namespace(kube):
+    """A fresh namespace whose sessions get real workers (the loopback kubelet runs them)."""
+    name = f"{WORKER_NAMESPACE_PREFIX}{secrets.token_hex(3)}"
+    await CoreV1Api(kube).create_namespace({"metadata": {"name": name}})
+    yield name
+    await CoreV1Api(kube).delete_namespace(name)
+
+
 @pytest.fixture(scope="session")
 def kubelet(cluster):
     process = start_kubelet(cluster, namespaces=[f"{WORKER_NAMESPACE_PREFIX}*"])

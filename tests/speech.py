@@ -15,9 +15,9 @@ from livekit import rtc
 SENTENCE = "Hello my friend. The weather is very nice today."
 
 
-def speech_wav(tmp: Path, text: str) -> tuple[np.ndarray, int]:
+def speech_wav(tmp: Path, text: str, voice: str = "en-us") -> tuple[np.ndarray, int]:
     path = tmp / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text], check=True)
     with wave.open(str(path)) as wav:
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16), wav.getframerate()
 

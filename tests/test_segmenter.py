@@ -65,7 +65,7 @@ def test_languages_need_write_and_options_only_edit():
 def test_option_updates_merge_and_revalidate():
     task = TranslationTask(source_language="en", target_languages=["es"])
     updated = task.updated(TaskUpdate(options={"vad_threshold": 0.7}))
-    assert updated.options.vad_threshold == 0.7 and updated.options.min_silence_ms == 500 and updated.revision == 1
+    assert updated.options.vad_threshold == 0.7 and updated.options.min_silence_ms == 400 and updated.revision == 1
     try:
         task.updated(TaskUpdate(options={"vad_threshold": 2}))
     except ValueError:

@@ -4,31 +4,20 @@ livekit-server, recorded speech in, translated speech and transcripts out, contr
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 
 import aiohttp
 import pytest
-from kubernetes_asyncio.client import CoreV1Api
 from livekit import api as livekit_api
 
 from lingo_api import resources as r
 from lingo_api.session_tokens import TRANSLATOR_IDENTITY_PREFIX
 
-from .conftest import WORKER_NAMESPACE_PREFIX
 from .helpers import create_session, eventually, get_session, read_tokens, wait_for_phase
 from .speech import SENTENCE, ControlClient, audible_frames, listen_to_track, publish_speech, speech_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet", "facade")]
-
-
-@pytest.fixture
-async def worker_namespace(kube):
-    name = f"{WORKER_NAMESPACE_PREFIX}{secrets.token_hex(3)}"
-    await CoreV1Api(kube).create_namespace({"metadata": {"name": name}})
-    yield name
-    await CoreV1Api(kube).delete_namespace(name)
 
 
 @pytest.fixture
@@ -62,24 +51,29 @@ async def test_speech_is_transcribed_translated_and_spoken(ready_session, tmp_pa
 
         speaker = await publish_speech(status["streamUrl"], tokens["publisher"][0], samples, rate)
         try:
-            validated = (await control.next("validated_transcription", timeout=60))["transcription"]
-            words = validated["text"].lower()
-            assert "friend" in words and "today" in words, validated
-            assert validated["segments"][0]["end"] > validated["segments"][0]["start"] >= 0
-            translated = (await control.next("translated_transcription", timeout=30))["transcription"]
-            assert translated["language"] == "es" and translated["transcription_id"] == validated["transcription_id"]
-            assert "amigo" in translated["text"].lower() and "hoy" in translated["text"].lower(), translated
+            # The two sentences may arrive as one segment or two: read until both are in.
+            heard, spoken = [], []
+            while not ("friend" in " ".join(heard) and "today" in " ".join(heard)):
+                validated = (await control.next("validated_transcription", timeout=60))["transcription"]
+                assert validated["segments"][0]["end"] > validated["segments"][0]["start"] >= 0
+                heard.append(validated["text"].lower())
+                translated = (await control.next("translated_transcription", timeout=30))["transcription"]
+                assert translated["language"] == "es"
+                assert translated["transcription_id"] == validated["transcription_id"]
+                spoken.append(translated["text"].lower())
+            assert "amigo" in " ".join(spoken) and "hoy" in " ".join(spoken), spoken
             timings = await control.next("pipeline_timings", timeout=30)
-            assert timings["transcription_id"] == validated["transcription_id"]
+            assert timings["transcription_id"].startswith("publisher-")
             assert timings["timings"]["asr_ms"] > 0 and "end_of_speech_to_audio_ms.es" in timings["timings"]
+
             async def audible():
                 return audible_frames(spanish_energy) > 20
 
             await eventually(audible, timeout=20, what="audible frames on the translation_es track")
             async with http.get(f"http://{status['workerEndpoint']}/metrics") as response:
                 exported = await response.text()
-            assert "lingo_worker_segments_total 1.0" in exported
-            assert 'lingo_worker_end_of_speech_to_audio_seconds_count{language="es"} 1.0' in exported
+            assert f"lingo_worker_segments_total {float(len(heard))}" in exported
+            assert f'lingo_worker_end_of_speech_to_audio_seconds_count{{language="es"}} {float(len(heard))}' in exported
         finally:
             await speaker.disconnect()
             await listener.disconnect()

@@ -13,6 +13,7 @@ from aiohttp.abc import AbstractAccessLogger
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi, VersionApi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lingo_api.languages import matrix as language_matrix
 from lingo_api.session_spec import SessionSpec
 from lingo_api.untrusted import CLIENT_ID_PATTERN, SECRET_PATTERN, UntrustedInputError, is_session_id, parse_json
 
@@ -187,6 +188,12 @@ async def control(request: web.Request) -> web.StreamResponse:
     return await proxy_control(request, session_id_of(request))
 
 
+async def languages(_: web.Request) -> web.Response:
+    """The pairs a CPU session can translate: {"pairs": [{"source", "target", "route", "pivot"}],
+    plus what each stage knows (asr, mt, tts)}. No credentials needed: it is what the product offers."""
+    return ok_response(language_matrix())
+
+
 async def healthz(_: web.Request) -> web.Response:
     return ok_response({"status": "ok"})
 
@@ -230,6 +237,7 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     app.router.add_get(f"{BASE}/sessions/{{id}}", get_session)
     app.router.add_delete(f"{BASE}/sessions/{{id}}", delete_session)
     app.router.add_get(f"{BASE}/sessions/{{id}}/control", control)
+    app.router.add_get(f"{BASE}/languages", languages)
     app.router.add_get(f"{BASE}/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

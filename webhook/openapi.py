@@ -104,6 +104,9 @@ def openapi_document(create_model, palabra_create_model) -> dict:
                                    "errors after the upgrade come as control messages",
                         "responses": {"101": {"description": "switching protocols"}, **_errors(400, 404)}},
             },
+            "/session-storage/languages": {"get": {
+                "summary": "Language pairs a CPU session can translate, and what each engine knows",
+                "responses": {"200": ok_any}}},
             "/healthz": {"get": {"summary": "liveness", "responses": {"200": ok_any}}},
             "/readyz": {"get": {"summary": "readiness (Kubernetes API reachable)",
                                 "responses": {"200": ok_any, **_errors(503)}}},

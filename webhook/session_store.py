@@ -59,8 +59,10 @@ class SessionStore:
         self.namespace = cache.namespace
         # Serialises quota check + create per client within this replica.
         self._client_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        # Sessions this replica created that the informer has not shown yet (quota must count them).
+        # Sessions this replica created that the informer has not shown yet (quota must count them),
+        # and ones it deleted that the informer still shows as live (quota must not count them).
         self._unseen: dict[str, set[str]] = defaultdict(set)
+        self._deleted: set[str] = set()
 
     async def _synced(self) -> None:
         if not self.cache.synced:
@@ -77,8 +79,9 @@ class SessionStore:
         sessions = self.cache.sessions_of(client_id)
         seen = {s["metadata"]["name"] for s in sessions}
         self._unseen[client_id] -= seen
+        self._deleted &= {s["metadata"]["name"] for s in sessions if not s["metadata"].get("deletionTimestamp")}
         active = [s for s in sessions if (s.get("status") or {}).get("phase") in ACTIVE_PHASES
-                  and not s["metadata"].get("deletionTimestamp")]
+                  and not s["metadata"].get("deletionTimestamp") and s["metadata"]["name"] not in self._deleted]
         return len(active) + len(self._unseen[client_id])
 
     async def get_owned(self, client_id: str, session_id: str) -> dict:
@@ -106,6 +109,7 @@ class SessionStore:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+        self._deleted.add(session_id)  # frees its quota now, not when the informer catches up
 
     async def create(self, client_id: str, max_sessions: int, spec: SessionSpec) -> tuple[dict, dict]:
         """Create a session and wait until it can be joined; returns (session, tokens)."""

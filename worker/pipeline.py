@@ -62,7 +62,7 @@ class TranslationPipeline:
 
     async def transcribe(self, audio: np.ndarray, final: bool) -> str:
         task = self.task
-        recognizer = self.engines.recognizer(task.options.asr_engine)
+        recognizer = self.engines.recognizer_for(task.source_language, task.options.asr_engine)
         self.finals_running += final
         try:
             if recognizer.thread_safe:

@@ -100,6 +100,9 @@ class WorkerRuntime:
         if problems:
             return problems
         self.task = candidate
+        # Warmed in the background: the answer to set_task does not wait for engines to start
+        # (a first sentence would wait for them anyway).
+        self._warming = asyncio.create_task(self._warm_up(candidate))
         if self.pipeline:
             self.pipeline.task = candidate
             if self.task.state != TaskState.ENDED:
@@ -141,6 +144,17 @@ class WorkerRuntime:
             raise
         self.pipeline = TranslationPipeline(self.engines, self.task, self.emit, self._publish_tracks,
                                             on_speech=self._speech)
+        await self._warm_up(self.task)
+
+    async def _warm_up(self, task: TranslationTask) -> None:
+        """Load the recognizer and start the translation and synthesis processes a task needs
+        before its first sentence arrives."""
+        engines = self.engines
+        await asyncio.to_thread(engines.recognizer_for, task.source_language, task.options.asr_engine)
+        if warm_up := getattr(engines.translator, "warm_up", None):
+            await asyncio.to_thread(warm_up, task.source_language, task.target_languages)
+        if warm_up := getattr(engines.synthesizer, "warm_up", None):
+            await asyncio.to_thread(warm_up, task.target_languages)
 
     async def join_room(self) -> None:
         """Connect to the session's room (a fresh Room object per attempt) and publish tracks."""
@@ -230,6 +244,9 @@ class WorkerRuntime:
     async def shutdown_media(self) -> None:
         self._closing = True
         await self.reset_media()
+        for engine in (self.engines.translator, self.engines.synthesizer) if self.engines else ():
+            if close := getattr(engine, "close", None):
+                await asyncio.to_thread(close)
         if self._connected:
             await self.room.disconnect()
         self._connected = False

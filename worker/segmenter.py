@@ -20,6 +20,17 @@ class Segment:
     speech_ended_at: float  # monotonic time the last voiced window arrived
 
 
+# The silence that ends an utterance shrinks as the utterance grows: a pause after several
+# seconds of speech is most likely the end of it, one after a word or two may be a breath.
+SHRINK_MS_PER_SECOND = 50
+SHORTEST_FRACTION = 0.5
+
+
+def end_of_speech_ms(min_silence_ms: int, speech_seconds: float) -> float:
+    """Milliseconds of silence that close an utterance of `speech_seconds` (adaptive window)."""
+    return max(min_silence_ms * SHORTEST_FRACTION, min_silence_ms - SHRINK_MS_PER_SECOND * speech_seconds)
+
+
 class SpeechSegmenter:
     def __init__(self, vad: VoiceActivityDetector):
         self._vad = vad
@@ -64,7 +75,8 @@ class SpeechSegmenter:
             else:
                 self._silence_samples, self._last_voiced_at = 0, now
             length = len(self._speech) * self._window / ASR_SAMPLE_RATE  # windows are all one size
-            if self._silence_samples * 1000 >= options.min_silence_ms * ASR_SAMPLE_RATE or length >= options.max_segment_seconds:
+            if self._silence_samples * 1000 >= end_of_speech_ms(options.min_silence_ms, length) * ASR_SAMPLE_RATE \
+                    or length >= options.max_segment_seconds:
                 closed.append(self._close())
         return closed
 

@@ -250,7 +250,7 @@ class LoopbackKubelet:
         if process and process.returncode is None:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
-                await asyncio.wait_for(process.wait(), 10)
+                await asyncio.wait_for(process.wait(), 5)
             except (ProcessLookupError, asyncio.TimeoutError):
                 try:
                     os.killpg(process.pid, signal.SIGKILL)
@@ -267,8 +267,9 @@ class LoopbackKubelet:
                 raise
 
     async def shutdown(self) -> None:
-        for running in list(self.pods.values()):
-            await self._stop(running)
+        # All at once: one at a time, a few slow-to-stop workers outlast this process's own grace
+        # period, and what is left when it is killed keeps running as orphans.
+        await asyncio.gather(*(self._stop(running) for running in list(self.pods.values())))
 
 
 async def amain(kubeconfig: str, log_dir: Path, gpus: int, namespaces: list[str]) -> None:

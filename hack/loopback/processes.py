@@ -67,6 +67,18 @@ class ManagedProcess:
             pass
 
 
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM (what `make dev` and `make node` stop on)."""
+    import threading
+
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+
+
 class StartupError(RuntimeError):
     pass
 

@@ -15,7 +15,7 @@ from lingo_api import resources as r
 from lingo_webhook.clients import api_client_manifest, hash_secret
 
 from .cluster import LoopbackCluster
-from .processes import ManagedProcess, free_port, http_ok, wait_until
+from .processes import ManagedProcess, free_port, http_ok, wait_for_interrupt, wait_until
 
 BIN_DIR = Path(sys.executable).parent
 
@@ -92,8 +92,6 @@ def create_namespace(cluster: LoopbackCluster, name: str) -> None:
 
 def main() -> None:
     import argparse
-    import signal
-    import threading
 
     parser = argparse.ArgumentParser(prog="python -m lingo_loopback.stack",
                                      description="Run the whole Lingo Operator stack on loopback.")
@@ -147,12 +145,7 @@ Create a session:
             print(f"e2e check passed: {report}")
             return
         print("Ctrl-C stops everything.", flush=True)
-        stopped = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        try:
-            stopped.wait()
-        except KeyboardInterrupt:
-            pass
+        wait_for_interrupt()
     finally:
         for process in reversed(processes):
             process.stop()

@@ -26,7 +26,7 @@ import yaml
 
 from lingo_loopback import binaries
 from lingo_loopback.cluster import LoopbackCluster
-from lingo_loopback.processes import ManagedProcess, StartupError, free_port, http_ok, wait_until
+from lingo_loopback.processes import ManagedProcess, StartupError, free_port, http_ok, wait_for_interrupt, wait_until
 
 from . import host
 from .host import BRIDGE, BRIDGE_IP, POD_CIDR, SERVICE_CIDR, HostChanges
@@ -409,20 +409,12 @@ def _remove_cgroups(name: str) -> list[str]:
 
 def main() -> None:
     """`python -m lingo_node.cluster`: start the real node, print how to reach it, stop on Ctrl-C."""
-    import signal
-    import threading
-
     cluster = RealNodeCluster()
     try:
         cluster.start()
         print(f"real node up: KUBECONFIG={cluster.kubeconfig}  livekit {cluster.livekit.url if cluster.livekit else '-'}"
               f"\nimages: {', '.join(cluster.images.all() if cluster.images else [])}\nCtrl-C stops it.", flush=True)
-        stopped = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        try:
-            stopped.wait()
-        except KeyboardInterrupt:
-            pass
+        wait_for_interrupt()
     finally:
         cluster.stop()
         for problem in cluster.teardown_problems:

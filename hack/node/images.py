@@ -230,14 +230,34 @@ def build_project_images(run_dir: Path) -> ProjectImages:
                            "-v", f"{wheels}:/wheels:ro", str(REPO_ROOT),
                            what=f"build {ref} from {dockerfile}")
         built[name] = ref
-    return ProjectImages(operator=built["lingo-operator"], worker=built["translation-worker"],
-                         pause=pause_image(podman))
+    images = ProjectImages(operator=built["lingo-operator"], worker=built["translation-worker"],
+                           pause=pause_image(podman))
+    _prune(podman, images.all())
+    return images
+
+
+def _others(listed: list[str], keep: list[str]) -> list[str]:
+    """References in `listed` of the same repositories as `keep` but with other tags (stale builds)."""
+    repositories = {ref.rsplit(":", 1)[0] for ref in keep}
+    return [ref for ref in listed if ref.rsplit(":", 1)[0] in repositories and ref not in keep]
+
+
+def _prune(podman: Podman, keep: list[str]) -> None:
+    """Drop earlier builds of these images, so the cache holds one of each, not one per change."""
+    listed = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], env=podman.env,
+                            capture_output=True, text=True).stdout.split()
+    stale = _others(listed, keep)
+    if stale:
+        subprocess.run(["podman", "rmi", "--force", *stale], env=podman.env, capture_output=True)
 
 
 def import_into_containerd(refs: list[str], ctr: list[str], run_dir: Path) -> None:
     """Copy images from podman into containerd's k8s.io namespace, skipping ones it has."""
     listed = subprocess.run([*ctr, "-n", "k8s.io", "images", "ls", "-q"], capture_output=True, text=True, check=True)
     present = set(listed.stdout.split())
+    stale = _others(sorted(present), refs)
+    if stale:  # earlier builds: the snapshots they pin are removed by containerd's garbage collector
+        subprocess.run([*ctr, "-n", "k8s.io", "images", "rm", *stale], capture_output=True)
     podman = Podman(run_dir)
     for ref in refs:
         if ref in present:

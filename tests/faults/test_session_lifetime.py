@@ -56,15 +56,19 @@ async def _cannot_join(url: str, token: str) -> bool:
     return False
 
 
-def _worker_pids(session_ids: set[str]) -> list[int]:
-    """Worker processes (run by the loopback kubelet) serving any of these sessions."""
+def _worker_pids(session_ids: set[str], engines_too: bool = False) -> list[int]:
+    """Worker processes (run by the loopback kubelet) serving any of these sessions; with
+    `engines_too`, their engine processes (Apertium pipelines, Festival) as well."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             environ = (proc / "environ").read_bytes().split(b"\0")
+            is_worker = b"lingo-worker" in (proc / "cmdline").read_bytes()
         except OSError:
+            continue
+        if not (is_worker or engines_too):
             continue
         for entry in environ:
             if entry.startswith(b"LINGO_SESSION_NAME=") and entry.split(b"=", 1)[1].decode() in session_ids:
@@ -172,7 +176,7 @@ async def test_sixty_create_delete_cycles_leave_nothing_behind(http, kube, facad
         pods_left = [p for p in (await core.list_namespaced_pod(facade_ns)).items
                      if (p.metadata.labels or {}).get(r.LABEL_SESSION) in made]
         rooms_left = [room.name for room in await _rooms(livekit) if room.name in uids]
-        workers_left = _worker_pids(made)
+        workers_left = _worker_pids(made, engines_too=True)
         left = sessions or secrets_left or pods_left or rooms_left or workers_left
         return None if left else True
 

