@@ -41,11 +41,13 @@ async def test_the_unmodified_sdk_translates_a_file(mode, facade, palabra_client
         capture_output=True, text=True, timeout=180,
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"the SDK run printed no report:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    # The SDK's own log prints its client (secret included) on errors: never into test output.
+    stderr = result.stderr.replace(palabra_client[1], "<client secret>")[-3000:]
+    assert lines, f"the SDK run printed no report:\n{result.stdout[-3000:]}\n{stderr}"
     report = json.loads(lines[-1])
     print(f"\npalabra-ai {mode}: ok={report['ok']} audible={report['audible_seconds']}s "
           f"transcriptions={[(t['language'], t['text']) for t in report['transcriptions']][:6]}")
-    assert report["ok"], f"{report['exception']}\n{result.stderr[-3000:]}"
+    assert report["ok"], f"{report['exception']}\n{stderr}"
     english = " ".join(t["text"] for t in report["transcriptions"] if t["language"] == "en").lower()
     spanish = " ".join(t["text"] for t in report["transcriptions"] if t["language"] == "es").lower()
     assert "friend" in english and "amigo" in spanish, report["transcriptions"]
