@@ -17,6 +17,7 @@ from kopf's watch events (`observe`), not read per room.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import fnmatch
 import json
 import logging
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
 from lingo_api import resources as r
+from lingo_api.kube_time import parse_time
 
 from . import metrics
 from .events import post_event
@@ -53,6 +55,13 @@ class WatchedSession:
     empty_timeout: int
     provisioned: bool  # room and tokens were made and the session is not ending
     room_ready: bool
+    expires_at: dt.datetime
+
+    @property
+    def live(self) -> bool:
+        """Provisioned and within its TTL: its room should exist (the expiry removes it at the TTL,
+        before the status says Expired, and must not find it made again)."""
+        return self.provisioned and dt.datetime.now(dt.timezone.utc) < self.expires_at
 
     @property
     def reference(self) -> dict:
@@ -79,6 +88,7 @@ class RoomWatch:
             self.sessions.pop(room, None)
             return
         status = body.get("status") or {}
+        ttl = int((body.get("spec") or {}).get("ttlSeconds", 3600))
         self.sessions[room] = WatchedSession(
             namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
             max_participants=max_participants(body.get("spec") or {}),
@@ -87,6 +97,7 @@ class RoomWatch:
             provisioned=condition_true(status, r.Condition.TOKENS_READY) and status.get("phase") not in TERMINAL_PHASES
             and not meta.get("deletionTimestamp"),
             room_ready=condition_true(status, r.Condition.ROOM_READY),
+            expires_at=parse_time(meta["creationTimestamp"]) + dt.timedelta(seconds=ttl),
         )
 
     def _in_scope(self, namespace: str) -> bool:
@@ -113,12 +124,12 @@ class RoomWatch:
                 log.warning("LiveKit unreachable: %s", exc)
             self.livekit_reachable = False
             for session in list(self.sessions.values()):
-                if session.provisioned and session.room_ready:
+                if session.live and session.room_ready:
                     await self._set_room_ready(session, False, "LiveKitUnavailable", str(exc))
             return
         self.livekit_reachable = True
         for room_name, session in list(self.sessions.items()):
-            if session.provisioned:
+            if session.live:
                 await self._repair(session, room_name, rooms.get(room_name))
         await self._sweep_orphans(rooms)
 

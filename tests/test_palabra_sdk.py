@@ -34,17 +34,25 @@ async def test_the_unmodified_sdk_translates_a_file(mode, facade, palabra_client
     secret_file.write_text(palabra_client[1])
     out = tmp_path / f"spanish-{mode}.wav"
     await eventually(lambda: _client_known(http, palabra_client), timeout=15, what="the facade to know the client")
-    result = subprocess.run(
-        [sys.executable, str(RUNNER), "--endpoint", facade, "--client-id", palabra_client[0],
-         "--client-secret-file", str(secret_file), "--mode", mode, "--wav", str(tmp_path / "speech.wav"),
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=180,
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    # The SDK's own log prints its client (secret included) on errors: never into test output.
-    stderr = result.stderr.replace(palabra_client[1], "<client secret>")[-3000:]
-    assert lines, f"the SDK run printed no report:\n{result.stdout[-3000:]}\n{stderr}"
-    report = json.loads(lines[-1])
+    # The SDK gives a session 30 s to boot (translator in the room, set_task answered); a cold
+    # worker on a loaded 2-core CI machine has taken longer once, so one boot timeout is retried
+    # (and printed). Warm worker pools (issue 15) are the real cure.
+    for attempt in (1, 2):
+        result = subprocess.run(
+            [sys.executable, str(RUNNER), "--endpoint", facade, "--client-id", palabra_client[0],
+             "--client-secret-file", str(secret_file), "--mode", mode, "--wav", str(tmp_path / "speech.wav"),
+             "--out", str(out)],
+            capture_output=True, text=True, timeout=180,
+        )
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        # The SDK's own log prints its client (secret included) on errors: never into test output.
+        stderr = result.stderr.replace(palabra_client[1], "<client secret>")[-3000:]
+        assert lines, f"the SDK run printed no report:\n{result.stdout[-3000:]}\n{stderr}"
+        report = json.loads(lines[-1])
+        if attempt == 1 and not report["ok"] and "while starting tasks" in str(report["exception"]):
+            print(f"\npalabra-ai {mode}: the SDK's 30 s boot timed out once; retrying")
+            continue
+        break
     print(f"\npalabra-ai {mode}: ok={report['ok']} audible={report['audible_seconds']}s "
           f"transcriptions={[(t['language'], t['text']) for t in report['transcriptions']][:6]}")
     assert report["ok"], f"{report['exception']}\n{stderr}"
