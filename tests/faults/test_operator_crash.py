@@ -12,7 +12,7 @@ from livekit import api as livekit_api
 
 from lingo_api import resources as r
 
-from ..helpers import create_session, eventually, get_session, wait_for_phase
+from ..helpers import create_session, delete_and_wait, eventually, get_session, wait_for_phase
 
 
 async def _events(kube, namespace: str, name: str) -> set[str]:
@@ -43,6 +43,9 @@ async def test_sigkill_mid_create_converges_to_exactly_one_of_everything(stack):
 
 async def test_a_crash_right_after_the_status_write_loses_no_event(stack):
     """The crash point sits where events used to be posted: after the status write."""
+    # No other session may be reconciled (resumed) by the crashing operator first: it would crash there.
+    for name in [f"crash-{i}" for i in range(10)]:
+        await delete_and_wait(stack.kube, stack.namespace, name)
     stack.operator.stop()
     crashing = stack.start_operator(name="operator-crash", extra_env={"LINGO_CRASH_AT": "reconcile.status_written"})
     await create_session(stack.kube, stack.namespace, "crash-events", subscriberCount=1)
