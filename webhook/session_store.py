@@ -79,7 +79,9 @@ class SessionStore:
         sessions = self.cache.sessions_of(client_id)
         seen = {s["metadata"]["name"] for s in sessions}
         self._unseen[client_id] -= seen
-        self._deleted &= {s["metadata"]["name"] for s in sessions if not s["metadata"].get("deletionTimestamp")}
+        # Forgotten once the informer shows them gone or deleting (for every client, not only this one).
+        self._deleted = {name for name in self._deleted if (cached := self.cache.get(name)) is not None
+                         and not cached["metadata"].get("deletionTimestamp")}
         active = [s for s in sessions if (s.get("status") or {}).get("phase") in ACTIVE_PHASES
                   and not s["metadata"].get("deletionTimestamp") and s["metadata"]["name"] not in self._deleted]
         return len(active) + len(self._unseen[client_id])
