@@ -62,7 +62,7 @@ def compute(engines: Engines) -> dict:
             except RuntimeError:
                 translated = ""
             if not translated:
-                continue  # an installed pair that translates nothing (e.g. Debian's rus-ukr)
+                continue  # an installed pair that translates nothing
             pairs.append({"source": source, "target": target, "route": route, "pivot": len(route) > 1})
     return {
         "asr": {"engine": recognizer.name, "languages": sorted({canonical(code) for code in recognizer.languages})},

@@ -40,6 +40,10 @@ TIMEOUT_SECONDS = 5
 PROOF_TIMEOUT_SECONDS = 1.5
 # What a warm pipeline must translate exactly as the CLI does before it is trusted.
 PROBES = ("12", "345 678", "9")
+# Installed modes left out on purpose, with the reason. Debian's apertium-rus-ukr 0.2.1-4:
+# apertium-tagger segfaults on its tagger model on some machines and not on others, so the pair
+# would come and go with the CPU a worker lands on.
+UNRELIABLE_MODES = {"rus-ukr": "apertium-tagger crashes on rus-ukr.prob on some machines"}
 
 
 def discover_pairs(modes_dir: Path = MODES_DIR) -> dict[tuple[str, str], str]:
@@ -49,6 +53,8 @@ def discover_pairs(modes_dir: Path = MODES_DIR) -> dict[tuple[str, str], str]:
         parts = mode.stem.split("-")
         if len(parts) != 2 or "_" in mode.stem:
             continue  # variants (pt-es_BR, eng-cat_valencia, en-eo-bytecode, ...) are not separate pairs
+        if mode.stem in UNRELIABLE_MODES:
+            continue
         source, target = iso639_1(parts[0]), iso639_1(parts[1])
         if source and target and source != target and _complete(mode):
             pairs.setdefault((source, target), mode.stem)
