@@ -26,3 +26,5 @@ node: setup
 bench: setup
 	.venv/bin/python -m bench.session_create
 	.venv/bin/python -m bench.worker_latency
+	.venv/bin/python -m bench.languages
+	.venv/bin/python -m bench.languages_e2e

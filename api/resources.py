@@ -14,6 +14,9 @@ SESSION_PLURAL = "streamingsessions"
 API_CLIENT_KIND = "ApiClient"
 API_CLIENT_PLURAL = "apiclients"
 
+POOL_KIND = "WorkerPool"
+POOL_PLURAL = "workerpools"
+
 # Labels put on StreamingSessions and everything made for them.
 LABEL_CLIENT = f"{GROUP}/client"
 LABEL_SESSION = f"{GROUP}/session"
@@ -21,6 +24,13 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "lingo-operator"
 WORKER_COMPONENT = "translation-worker"
+# On pooled worker pods: their pool, whether they wait (idle) or serve (claimed), and for whom
+# (the session's uid: a name could be reused by a later session).
+LABEL_POOL = f"{GROUP}/pool"
+LABEL_POOL_STATE = f"{GROUP}/pool-state"
+LABEL_CLAIMED_BY = f"{GROUP}/claimed-by"
+POOL_STATE_IDLE = "idle"
+POOL_STATE_CLAIMED = "claimed"
 
 FINALIZER = f"{GROUP}/livekit-room"
 
@@ -38,6 +48,7 @@ class Condition:
     ROOM_READY = "RoomReady"
     TOKENS_READY = "TokensReady"
     WORKER_READY = "WorkerReady"
+    POOL_READY = "Ready"  # a WorkerPool's: minReady idle workers are ready
 
 
 # Keys of the per-session tokens Secret. Values are JSON lists (client tokens) or one JWT.
@@ -63,7 +74,16 @@ def tokens_secret_name(session_name: str) -> str:
 
 
 def worker_pod_name(session_name: str) -> str:
+    """The pod of a session's own (cold-started) worker; a claimed pooled worker keeps its name."""
     return f"{session_name}-worker"
+
+
+def pool_claim_secret_name(pool_name: str) -> str:
+    """The Secret holding the token the operator presents to claim one of the pool's workers."""
+    return f"{pool_name}-pool-claim"
+
+
+SECRET_CLAIM_TOKEN = "claim-token"
 
 
 ROOM_PREFIX = "lingo-"

@@ -1,7 +1,7 @@
 """Quality and cost of every language pair the CPU profile serves (api/languages.json).
 
 For each pair: the source language's probe sentence (lingo_worker.language_matrix.PROBES) is
-spoken by espeak-ng and recognized by the worker's Whisper (word error rate against the
+spoken by the best voice installed (bench/speech.py) and recognized by the worker's Whisper (word error rate against the
 sentence), the recognized text is translated by Apertium (output shown), the translation is
 spoken and recognized again in the target language (round-trip word error rate against the
 translation: how intelligible the synthesized speech is; "n/a" where Whisper lacks the target),
@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import tempfile
 import time
-import wave
 
 import numpy as np
 
@@ -28,11 +25,8 @@ from lingo_worker.engines.languages import iso639_1
 from lingo_worker.engines.registry import build_engines
 from lingo_worker.language_matrix import PROBES
 
+from . import speech
 from .common import machine, summary, write_results
-
-# espeak-ng voice for each source language's speech: its own, or a close one where espeak-ng has none
-# (Galician spoken by the Portuguese voice, Occitan by the Catalan, Nynorsk by the Bokmål).
-ESPEAK_VOICES = {"en": "en-us", "nn": "nb", "gl": "pt", "oc": "ca"}
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
@@ -52,12 +46,9 @@ def _words(text: str) -> list[str]:
 
 
 def speak(text: str, language: str) -> np.ndarray:
-    with tempfile.NamedTemporaryFile(suffix=".wav") as out:
-        subprocess.run(["espeak-ng", "-v", ESPEAK_VOICES.get(language, language), "-s", "150", "-w", out.name, text],
-                       check=True, capture_output=True)
-        with wave.open(out.name) as wav:
-            samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).astype(np.float32) / 32768
-            return resample(samples, wav.getframerate(), ASR_SAMPLE_RATE)
+    """The sentence spoken, as the recognizer takes it (float32 at its sample rate)."""
+    samples, rate = speech.speak(text, language)
+    return resample(samples.astype(np.float32) / 32768, rate, ASR_SAMPLE_RATE)
 
 
 def main() -> None:
@@ -77,12 +68,12 @@ def main() -> None:
             translated = translator.translate(heard, source, target)
             mt = time.perf_counter() - started
             started = time.perf_counter()
-            speech = synthesizer.synthesize(translated, target)
+            spoken = synthesizer.synthesize(translated, target)
             tts = time.perf_counter() - started
             round_trip = None
             if engines.recognizer_for(target).supports(target):
                 back = engines.recognizer_for(target).transcribe(
-                    resample(speech.samples.astype(np.float32) / 32768, speech.sample_rate, ASR_SAMPLE_RATE), target)
+                    resample(spoken.samples.astype(np.float32) / 32768, spoken.sample_rate, ASR_SAMPLE_RATE), target)
                 round_trip = word_error_rate(translated, back)
             rows.append({
                 "source": source, "target": target, "pivot": pair["pivot"], "route": pair["route"],
@@ -95,6 +86,7 @@ def main() -> None:
     finally:
         translator.close()
         synthesizer.close()
+        speech.close()
 
     sources = sorted({row["source"] for row in rows})
     results = {

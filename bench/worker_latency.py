@@ -1,8 +1,8 @@
 """Worker latency on the CPU engines: speech in, translated speech out, per segment.
 
 A session is created through the facade on the loopback stack, its worker runs as a real
-process (loopback kubelet), a publisher speaks espeak-ng sentences with pauses, and a
-subscriber listens on the translation track. Reported per segment:
+process (loopback kubelet), a publisher speaks English sentences (bench/speech.py) with pauses,
+and a subscriber listens on the translation track. Reported per segment:
   - client-observed: end of the spoken sentence -> first audible frame of its translation,
   - worker-observed: end of speech (VAD) -> first translated frame sent,
   - each stage's time and real-time factor (ASR, MT, TTS).
@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import tempfile
 import time
-import wave
 
 import aiohttp
 import numpy as np
@@ -28,6 +25,7 @@ from livekit import rtc
 from lingo_loopback.stack import register_client
 from lingo_worker.audio_output import track_name
 
+from . import speech
 from .common import loopback_stack, machine, summary, write_results
 
 NAMESPACE = "bench"
@@ -43,17 +41,6 @@ PAUSE_SECONDS = 3.0
 AUDIBLE = 300  # mean |sample| of a 10 ms frame that counts as sound
 # Goal for one session on 2 cores: end of speech -> first translated audio at a subscriber.
 TARGET_P50_MS, TARGET_P95_MS = 800, 1200
-
-
-def speak(text: str) -> tuple[np.ndarray, int]:
-    with tempfile.NamedTemporaryFile(suffix=".wav") as out:
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", out.name, text], check=True)
-        with wave.open(out.name) as wav:
-            samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-            rate = wav.getframerate()
-    # espeak-ng pads its output with silence; cut it so "end of sentence" is the end of speech.
-    voiced = np.flatnonzero(np.abs(samples) > 500)
-    return samples[voiced[0]:voiced[-1] + 1], rate
 
 
 class Listener:
@@ -72,11 +59,14 @@ class Listener:
                 self._last_audible = now
 
 
-async def run(facade: str, secret: str, rounds: int, language: str) -> dict:
+async def run(facade: str, secret: str, rounds: int, language: str, source: str = "en",
+              sentences: list[str] = SENTENCES) -> dict:
+    """One session speaking `sentences` (`rounds` times) in `source`, translated into `language`."""
     headers = {"ClientID": "bench", "ClientSecret": secret}
     async with aiohttp.ClientSession(base_url=facade) as http:
         async with http.post("/session-storage/sessions", headers=headers, json={"data": {
-                "publisher_count": 1, "subscriber_count": 1, "target_languages": [language]}}) as response:
+                "publisher_count": 1, "subscriber_count": 1, "source_language": source,
+                "target_languages": [language]}}) as response:
             data = (await response.json())["data"]
         while True:
             async with http.get(f"/session-storage/sessions/{data['session_id']}", headers=headers) as response:
@@ -93,6 +83,7 @@ async def run(facade: str, secret: str, rounds: int, language: str) -> dict:
 
         await listening.connect(data["stream_url"], data["subscriber"][0])
         timings: list[dict] = []
+        texts: dict[str, list[str]] = {"heard": [], "translated": []}
         ws = await http.ws_connect(data["control_url"], params={"token": data["subscriber"][0]})
 
         async def collect():
@@ -100,11 +91,15 @@ async def run(facade: str, secret: str, rounds: int, language: str) -> dict:
                 parsed = json.loads(message.data)
                 if parsed["message_type"] == "pipeline_timings":
                     timings.append(parsed["data"]["timings"])
+                elif parsed["message_type"] == "validated_transcription":
+                    texts["heard"].append(parsed["data"]["transcription"]["text"])
+                elif parsed["message_type"] == "translated_transcription":
+                    texts["translated"].append(parsed["data"]["transcription"]["text"])
 
         collector = asyncio.create_task(collect())
         speaker = rtc.Room()
         await speaker.connect(data["stream_url"], data["publisher"][0])
-        clips = [speak(text) for text in SENTENCES] * rounds
+        clips = [speech.speak(text, source) for text in sentences] * rounds
         rate = clips[0][1]
         source = rtc.AudioSource(rate, 1, queue_size_ms=100)
         await speaker.local_participant.publish_track(
@@ -136,7 +131,7 @@ async def run(facade: str, secret: str, rounds: int, language: str) -> dict:
         onset = next((t for t in listener.onsets if end < t < limit), None)
         if onset is not None:
             client_ms.append((onset - end) * 1000)
-    return {"segments": len(ends), "client_ms": client_ms, "timings": timings}
+    return {"segments": len(ends), "client_ms": client_ms, "timings": timings, "texts": texts}
 
 
 def main() -> None:
@@ -148,7 +143,7 @@ def main() -> None:
 
     async def all_sessions(facade: str, secret: str) -> dict:
         runs = await asyncio.gather(*(run(facade, secret, args.rounds, args.language) for _ in range(args.sessions)))
-        return {key: sum((r[key] for r in runs), [] if key != "segments" else 0) for key in runs[0]}
+        return {key: sum((r[key] for r in runs), [] if key != "segments" else 0) for key in runs[0] if key != "texts"}
 
     with loopback_stack(NAMESPACE, with_kubelet=True) as (cluster, facade):
         secret = register_client(cluster, NAMESPACE, "bench", max_sessions=10)

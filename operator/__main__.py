@@ -10,7 +10,7 @@ import socket
 import kopf
 import prometheus_client
 
-from . import handlers  # noqa: F401 - registers the handlers with kopf
+from . import handlers, pool_handlers  # noqa: F401 - registers the handlers with kopf
 
 
 @kopf.on.login()

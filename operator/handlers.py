@@ -11,7 +11,9 @@ import datetime as dt
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 
+import aiohttp
 import kopf
 from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
@@ -26,9 +28,11 @@ from . import metrics
 from .events import post_event
 from .kube import create_or_get, delete_ignoring_missing
 from .livekit_rooms import LiveKitUnavailable, RoomService
+from .pool_handlers import stop_pools, wake_pool
 from .room_watch import RoomWatch, max_participants, room_metadata
 from .session_status import SessionGone, TERMINAL_PHASES, condition_true, get_condition, set_condition, update_status
 from .tokens_secret import tokens_secret_manifest
+from .worker_claim import HandoverFailed, claim_idle_pod, claimed_pod_of, hand_over, pool_profiles
 from .worker_pod import worker_pod_manifest
 
 SESSIONS = dict(group=r.GROUP, version=r.VERSION, plural=r.SESSION_PLURAL)
@@ -61,6 +65,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     memo.k8s = await new_api_client()
     memo.core = CoreV1Api(memo.k8s)
     memo.custom = CustomObjectsApi(memo.k8s)
+    memo.http = aiohttp.ClientSession()  # to pooled workers' claim endpoint
+    # WorkerPools (pool_handlers.py): latest spec, keeper task and wake-up event per (namespace, pool).
+    memo.pools, memo.pool_tasks, memo.pool_wakeups = {}, {}, {}
     memo.room_watch = RoomWatch(memo.rooms, memo.custom, memo.core, list(memo.get("watch_namespaces") or []),
                                 interval=config.room_watch_interval_seconds,
                                 orphan_grace=config.orphan_room_grace_seconds)
@@ -72,7 +79,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
 async def cleanup(memo: kopf.Memo, **_):
     memo.room_watch_task.cancel()
     await asyncio.gather(memo.room_watch_task, return_exceptions=True)
+    await stop_pools(memo)
     await memo.rooms.close()
+    await memo.http.close()
     await memo.k8s.close()
 
 
@@ -83,6 +92,10 @@ def session_seen(event, body, memo: kopf.Memo, **_):
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _seconds_since(timestamp: str) -> float:
+    return (dt.datetime.now(dt.timezone.utc) - parse_time(timestamp)).total_seconds()
 
 
 def expiry_of(meta, spec: SessionSpec) -> dt.datetime:
@@ -113,6 +126,66 @@ async def _emit(memo: kopf.Memo, body, flipped: bool, reason: str, message: str,
         await post_event(memo.core, body, reason, message, warning)
 
 
+# -- the worker ----------------------------------------------------------------------------
+
+
+@dataclass
+class SessionWorker:
+    pod_name: str
+    pool: str = ""  # the pool it was claimed from; "" for a session's own cold worker
+    created: bool = False
+    endpoint: str = ""
+    dry_pools: list[str] = field(default_factory=list)  # pools of the profile that had no idle worker
+
+    @property
+    def message(self) -> str:
+        return claimed_message(self.pod_name, self.pool)
+
+
+def claimed_message(pod_name: str, pool: str) -> str:
+    return f"worker {pod_name} from pool {pool} joined the room"
+
+
+async def ensure_worker(memo: kopf.Memo, session: dict, spec: SessionSpec, room: str, secret_data) -> SessionWorker:
+    """The session's worker: the pooled one it claimed before, its cold one, a newly claimed
+    pooled one, or else a new cold one, in that order (operator/worker_claim.py)."""
+    meta, core = session["metadata"], memo.core
+    namespace, cold_name = meta["namespace"], r.worker_pod_name(meta["name"])
+    pod, dry_pools = await claimed_pod_of(core, session), []
+    if pod is None:
+        try:
+            await core.read_namespaced_pod(cold_name, namespace)
+            return SessionWorker(cold_name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        profiles = await pool_profiles(memo.custom, namespace)
+        if spec.worker_profile in profiles.values():
+            pod = await claim_idle_pod(core, session, spec.worker_profile, profiles)
+            if pod is None:
+                dry_pools = sorted(p for p, profile in profiles.items() if profile == spec.worker_profile)
+    if pod is not None:
+        pool, name = pod["metadata"]["labels"].get(r.LABEL_POOL, ""), pod["metadata"]["name"]
+        wake_pool(memo, namespace, pool)
+        try:
+            await hand_over(core, memo.http, session, pod, room, secret_data, spec.source_language,
+                            spec.target_languages)
+            metrics.WORKERS_CLAIMED.labels("claimed").inc()
+            return SessionWorker(name, pool=pool, endpoint=f"{pod['status']['podIP']}:{r.WORKER_PORT}")
+        except HandoverFailed as exc:
+            metrics.WORKERS_CLAIMED.labels("handover_failed").inc()
+            await post_event(core, session, "ClaimFailed", f"{exc}; starting a worker of its own", warning=True)
+    else:
+        metrics.WORKERS_CLAIMED.labels("cold").inc()
+    pod_body = worker_pod_manifest(session, spec, memo.config, room)
+    _, created = await create_or_get(
+        lambda ns, b: core.create_namespaced_pod(ns, b),
+        lambda n, ns: core.read_namespaced_pod(n, ns),
+        namespace, cold_name, pod_body,
+    )
+    return SessionWorker(cold_name, created=created, dry_pools=dry_pools)
+
+
 # -- reconcile -----------------------------------------------------------------------------
 
 
@@ -139,7 +212,7 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
         await expire_session(body, memo, logger)
         return
     room = r.room_name(meta["uid"])
-    session = {"metadata": dict(meta), "spec": dict(body["spec"])}
+    session = {"apiVersion": r.API_VERSION, "kind": r.SESSION_KIND, "metadata": dict(meta), "spec": dict(body["spec"])}
     session["metadata"]["labels"] = dict(meta.get("labels") or {})
 
     described = dict(
@@ -147,7 +220,6 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
         streamUrl=config.livekit_public_url,
         controlUrl=control_url(config, name),
         tokensSecretName=r.tokens_secret_name(name),
-        workerPodName=r.worker_pod_name(name),
         expiresAt=format_time(expires_at),
         observedGeneration=meta.get("generation"),
     )
@@ -181,27 +253,23 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     # 2. The tokens Secret (adopted as-is if a previous attempt already wrote it).
     secret_body = tokens_secret_manifest(session, spec, config, room, expires_at)
     lap("tokens")
-    await create_or_get(
+    secret, _ = await create_or_get(
         lambda ns, b: memo.core.create_namespaced_secret(ns, b),
         lambda n, ns: memo.core.read_namespaced_secret(n, ns),
         namespace, secret_body["metadata"]["name"], secret_body,
     )
     lap("secret")
 
-    # 3. The worker Pod. Its readiness is reported by the pod watcher below.
-    pod_body = worker_pod_manifest(session, spec, config, room)
-    _, pod_created = await create_or_get(
-        lambda ns, b: memo.core.create_namespaced_pod(ns, b),
-        lambda n, ns: memo.core.read_namespaced_pod(n, ns),
-        namespace, pod_body["metadata"]["name"], pod_body,
-    )
+    # 3. The worker: one claimed from a pool (in the room when the claim returns), else a
+    # cold pod of its own, whose readiness the pod watcher below reports.
+    worker = await ensure_worker(memo, session, spec, room, secret.data)
+    described["workerPodName"] = worker.pod_name
     lap("pod")
 
     # 4. Events for what this pass brought about, then one status write for all of it (the pod
     # watcher may already have set WorkerReady). Events go first: a crash between the two
     # repeats the pass and its events rather than losing them.
     status_seen = body.get("status") or {}
-    pod_name = pod_body["metadata"]["name"]
     announcements = [
         (r.Condition.ROOM_READY, "RoomCreated", f"LiveKit room {room} exists"),
         (r.Condition.TOKENS_READY, "TokensIssued", f"{spec.publisher_count} publisher and {spec.subscriber_count} "
@@ -210,18 +278,29 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     for ctype, reason, message in announcements:
         if not condition_true(status_seen, ctype):
             await post_event(memo.core, body, reason, message)
-    if pod_created or get_condition(status_seen, r.Condition.WORKER_READY) is None:
-        await post_event(memo.core, body, "WorkerCreated", f"worker pod {pod_name} created")
+    if worker.dry_pools:
+        await post_event(memo.core, body, "NoIdleWorker", f"no idle worker in pool(s) {', '.join(worker.dry_pools)}; "
+                                                          "starting a worker of its own", warning=True)
+    if worker.pool:
+        await post_event(memo.core, body, "WorkerClaimed", worker.message)
+    elif worker.created or get_condition(status_seen, r.Condition.WORKER_READY) is None:
+        await post_event(memo.core, body, "WorkerCreated", f"worker pod {worker.pod_name} created")
     lap("events")
 
-    def provisioned(status: dict, _) -> None:
+    def provisioned(status: dict, _) -> bool:
+        """Returns whether a claimed worker's WorkerReady flipped here (for the histogram)."""
         status.update(described)
-        if not any(c.get("type") == r.Condition.WORKER_READY for c in status.get("conditions") or []):
-            set_condition(status, r.Condition.WORKER_READY, False, "WorkerStarting", "worker pod is starting")
         for ctype, reason, message in announcements:
             set_condition(status, ctype, True, reason, message)
+        if worker.pool:
+            status["workerEndpoint"] = worker.endpoint
+            return set_condition(status, r.Condition.WORKER_READY, True, "WorkerClaimed", worker.message)
+        if not any(c.get("type") == r.Condition.WORKER_READY for c in status.get("conditions") or []):
+            set_condition(status, r.Condition.WORKER_READY, False, "WorkerStarting", "worker pod is starting")
+        return False
 
-    await update_status(memo.custom, namespace, name, provisioned)
+    if await update_status(memo.custom, namespace, name, provisioned):
+        metrics.WORKER_READY_SECONDS.labels("claimed").observe(_seconds_since(meta["creationTimestamp"]))
     crash_point("reconcile.status_written")
     lap("status")
     metrics.SESSIONS_PROVISIONED.inc()
@@ -250,17 +329,23 @@ async def session_created(body, memo: kopf.Memo, logger, retry: int, **_):
 
 @kopf.timer(**SESSIONS, interval=30, initial_delay=30, idle=15)
 async def session_drift(body, memo: kopf.Memo, logger, **_):
-    """Put back a worker pod deleted behind our back (rooms are lingo_operator.room_watch's job)."""
+    """Put back a worker pod deleted behind our back, or replace one that failed (a pooled
+    worker is never restarted in place); rooms are lingo_operator.room_watch's job."""
     status = body.get("status") or {}
     if status.get("phase") != r.Phase.READY or body["metadata"].get("deletionTimestamp"):
         return
+    pod_name, namespace = status.get("workerPodName"), body["metadata"]["namespace"]
     try:
-        await memo.core.read_namespaced_pod(status.get("workerPodName"), body["metadata"]["namespace"])
-        return
+        pod = await memo.core.read_namespaced_pod(pod_name, namespace)
+        if pod.status.phase not in ("Failed", "Succeeded"):
+            return
+        await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), pod_name, namespace)
+        reason = f"worker pod {pod_name} ended ({pod.status.phase}); replacing it"
     except ApiException as exc:
         if exc.status != 404:
             raise
-    await post_event(memo.core, body, "Drift", "worker pod missing; recreating", warning=True)
+        reason = "worker pod missing; recreating"
+    await post_event(memo.core, body, "Drift", reason, warning=True)
     metrics.DRIFT_REPAIRS.labels("pod").inc()
     await reconcile_session(body, memo, logger)
 
@@ -277,7 +362,8 @@ async def expire_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
     except LiveKitUnavailable as exc:
         metrics.LIVEKIT_ERRORS.labels("delete_room").inc()
         raise kopf.TemporaryError(f"cannot delete room of expired session: {exc}", delay=backoff(memo.config, retry))
-    await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), r.worker_pod_name(name), namespace)
+    for pod in {r.worker_pod_name(name), (body.get("status") or {}).get("workerPodName") or r.worker_pod_name(name)}:
+        await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), pod, namespace)
     await delete_ignoring_missing(
         lambda n, ns: memo.core.delete_namespaced_secret(n, ns), r.tokens_secret_name(name), namespace
     )
@@ -388,11 +474,20 @@ async def worker_pod_event(event, body, memo: kopf.Memo, logger, **_):
     else:
         ready, reason, message = worker_condition(body)
     pod_ip = (body.get("status") or {}).get("podIP")
+    pod_name = body["metadata"]["name"]
+    pool = body["metadata"]["labels"].get(r.LABEL_POOL)
+    if ready and pool:  # a claimed worker: in the room since its claim (the reconciler posts the event)
+        reason, message = "WorkerClaimed", claimed_message(pod_name, pool)
 
     def apply(status: dict, session: dict):
         if status.get("phase") in TERMINAL_PHASES or session["metadata"].get("deletionTimestamp"):
             return None
+        if status.get("workerPodName", pod_name) != pod_name:
+            return None  # a worker the session no longer has (a replaced pooled worker going away)
+        status["workerPodName"] = pod_name
         status["workerEndpoint"] = f"{pod_ip}:{r.WORKER_PORT}" if (pod_ip and ready) else ""
+        if ready and condition_true(status, r.Condition.WORKER_READY):
+            return None  # already ready: keep how it became so (WorkerClaimed from a pool)
         flipped = set_condition(status, r.Condition.WORKER_READY, ready, reason, message)
         return session if flipped else None
 
@@ -400,6 +495,9 @@ async def worker_pod_event(event, body, memo: kopf.Memo, logger, **_):
         session = await update_status(memo.custom, namespace, session_name, apply)
     except SessionGone:
         return
-    if session is not None:
+    if session is not None and ready:
+        metrics.WORKER_READY_SECONDS.labels("claimed" if pool else "cold").observe(
+            _seconds_since(session["metadata"]["creationTimestamp"]))
+    if session is not None and not (ready and pool):
         await _emit(memo, session, True, reason, message,
                     warning=not ready and reason not in ("WorkerStarting", "WorkerDeleted"))

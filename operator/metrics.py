@@ -1,6 +1,6 @@
 """Prometheus metrics of the operator, served on --metrics-port (default 8082) at /metrics."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 SESSIONS_PROVISIONED = Counter("lingo_sessions_provisioned_total", "Sessions whose room, tokens and pod were made")
 SESSIONS_EXPIRED = Counter("lingo_sessions_expired_total", "Sessions torn down at the end of their TTL")
@@ -11,3 +11,10 @@ RECONCILE_STEP_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 DRIFT_REPAIRS = Counter("lingo_drift_repairs_total", "Rooms or worker pods recreated after disappearing", ["what"])
+WORKERS_CLAIMED = Counter("lingo_session_workers_total", "How sessions got their worker: claimed from a pool, "
+                          "cold (no idle pooled worker), or handover_failed (then cold)", ["how"])
+WORKER_READY_SECONDS = Histogram(
+    "lingo_session_worker_ready_seconds", "Session creation to WorkerReady", ["how"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 60, 120),
+)
+POOL_WORKERS = Gauge("lingo_pool_workers", "Workers of a WorkerPool by state", ["namespace", "pool", "state"])

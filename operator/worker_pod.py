@@ -1,4 +1,5 @@
-"""The per-session translation worker Pod, as a manifest owned by its StreamingSession."""
+"""The translation worker Pod: a session's own (owned by its StreamingSession), or the shape
+every worker pod shares, which a WorkerPool's idle workers start from (operator/worker_pool.py)."""
 
 from __future__ import annotations
 
@@ -9,30 +10,51 @@ from .config import OperatorConfig
 from .ownership import owner_reference, session_labels
 
 MODELS_MOUNT_PATH = "/models"
+METRICS_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": str(r.WORKER_PORT),
+                       "prometheus.io/path": "/metrics"}
 
 
-def _secret_env(name: str, secret: str, key: str) -> dict:
+def secret_env(name: str, secret: str, key: str) -> dict:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
 def worker_pod_manifest(session: dict, spec: SessionSpec, config: OperatorConfig, room: str) -> dict:
     name = session["metadata"]["name"]
     secret = r.tokens_secret_name(name)
-    gpu = spec.worker_profile == WorkerProfile.GPU.value
     env = [
         {"name": "LINGO_SESSION_NAME", "value": name},
         {"name": "LINGO_ROOM", "value": room},
-        {"name": "LIVEKIT_URL", "value": config.livekit_worker_url},
         {"name": "LINGO_SOURCE_LANGUAGE", "value": spec.source_language},
         {"name": "LINGO_TARGET_LANGUAGES", "value": ",".join(spec.target_languages)},
-        {"name": "LINGO_WORKER_PROFILE", "value": spec.worker_profile},
+        secret_env("LINGO_WORKER_TOKEN", secret, r.SECRET_WORKER_TOKEN),
+        secret_env("LINGO_PUBLISHER_TOKENS", secret, r.SECRET_PUBLISHER_TOKENS),
+        secret_env("LINGO_SUBSCRIBER_TOKENS", secret, r.SECRET_SUBSCRIBER_TOKENS),
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": r.worker_pod_name(name),
+            "namespace": session["metadata"]["namespace"],
+            "labels": session_labels(session, r.WORKER_COMPONENT),
+            "annotations": dict(METRICS_ANNOTATIONS),
+            "ownerReferences": [owner_reference(session)],
+        },
+        "spec": worker_pod_spec(spec.worker_profile, config, env),
+    }
+
+
+def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> dict:
+    """The pod spec of a worker of `profile`, with `env` added to what every worker gets."""
+    gpu = profile == WorkerProfile.GPU.value
+    env = [
+        *env,
+        {"name": "LIVEKIT_URL", "value": config.livekit_worker_url},
+        {"name": "LINGO_WORKER_PROFILE", "value": profile},
         {"name": "LINGO_WORKER_PORT", "value": str(r.WORKER_PORT)},
         # The worker binds its own pod IP: on a real node that is the pod network, on the
         # loopback kubelet it is a distinct 127.x address per pod.
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        _secret_env("LINGO_WORKER_TOKEN", secret, r.SECRET_WORKER_TOKEN),
-        _secret_env("LINGO_PUBLISHER_TOKENS", secret, r.SECRET_PUBLISHER_TOKENS),
-        _secret_env("LINGO_SUBSCRIBER_TOKENS", secret, r.SECRET_SUBSCRIBER_TOKENS),
     ]
     volumes = [{"name": "tmp", "emptyDir": {}}]
     mounts = [{"name": "tmp", "mountPath": "/tmp"}]
@@ -81,16 +103,4 @@ def worker_pod_manifest(session: dict, spec: SessionSpec, config: OperatorConfig
     }
     if config.worker_service_account:
         pod_spec["serviceAccountName"] = config.worker_service_account
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": r.worker_pod_name(name),
-            "namespace": session["metadata"]["namespace"],
-            "labels": session_labels(session, r.WORKER_COMPONENT),
-            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(r.WORKER_PORT),
-                            "prometheus.io/path": "/metrics"},
-            "ownerReferences": [owner_reference(session)],
-        },
-        "spec": pod_spec,
-    }
+    return pod_spec

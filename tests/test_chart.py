@@ -61,7 +61,7 @@ def test_rendered_manifests_pass_server_side_dry_run(cluster, tmp_path: Path):
     docs = render("facade.ingress.enabled=true", "operator.watchNamespaces={team-a,team-b-*}")
     kinds = sorted(doc["kind"] for doc in docs)
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Deployment", "Ingress", "Role",
-                     "RoleBinding", "Service", "ServiceAccount", "ServiceAccount"]
+                     "RoleBinding", "Service", "ServiceAccount", "ServiceAccount", "WorkerPool"]
     manifest = tmp_path / "rendered.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
     result = kubectl(cluster, "apply", "--server-side", "--dry-run=server", "-f", str(manifest))

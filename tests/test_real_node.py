@@ -169,7 +169,8 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
         assert response.status == 200, body
         data = body["data"]
         session_id = data["session_id"]
-        worker_pod = f"{session_id}-worker"
+        # The chart's default WorkerPool: the session claims an idle pooled worker, or starts its own.
+        worker_pod = ""
 
         # Probes gate WorkerReady: the session never says ready before the pod's readiness probe does.
         seen_ready_early = []
@@ -177,8 +178,11 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
         while True:
             async with http.get(f"/session-storage/sessions/{session_id}", headers=headers) as response:
                 session = (await response.json())["data"]
+            worker_pod = worker_pod or node.kubectl(
+                "-n", NAMESPACE, "get", "streamingsession", session_id, "-o", "jsonpath={.status.workerPodName}",
+                check=False).stdout.strip()
             pod = json.loads(node.kubectl("-n", NAMESPACE, "get", "pod", worker_pod, "-o", "json",
-                                          check=False).stdout or "{}")
+                                          check=False).stdout or "{}") if worker_pod else {}
             if session["worker_ready"] and not (pod and pod_ready(pod)):
                 seen_ready_early.append(session["conditions"])
             if session["worker_ready"]:
@@ -186,6 +190,8 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
             assert time.monotonic() < deadline, f"worker not ready: {session['conditions']}"
             await asyncio.sleep(0.3)
         assert not seen_ready_early, seen_ready_early
+        how = [c.get("reason") for c in session["conditions"] if c.get("type") == r.Condition.WORKER_READY]
+        print(f"\nworker {worker_pod}: {how}", file=sys.stderr)
 
         # The chart's securityContext is in effect inside the worker container, and cluster DNS
         # answers for the cluster only (no upstream).

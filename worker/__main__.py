@@ -1,4 +1,5 @@
-"""`lingo-worker`: the per-session translation worker (configured by the operator's pod env)."""
+"""`lingo-worker`: the translation worker of one session (configured by its pod's env, or by its claim
+when it waits in a WorkerPool)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from lingo_api.untrusted import redact_malformed_requests
 
+from .claim import Claim, ClaimDesk
 from .control_api import ControlHub, TokenBook, build_control_app
 from .engines.base import EngineUnavailable
 from .runtime import WorkerRuntime, WorkerSettings
@@ -58,10 +60,20 @@ async def serve(settings: WorkerSettings) -> int:
     runtime = WorkerRuntime(settings)
     hub = ControlHub(runtime, TokenBook(settings.client_tokens, settings.room))
     runtime.broadcast, runtime.on_speech, runtime.on_data = hub.broadcast, hub.speech, hub.handle_data
-    runner = web.AppRunner(build_control_app(hub), access_log=None)
+    app = build_control_app(hub)
+    desk = None
+    if settings.pool:
+        async def accept(claim: Claim) -> None:
+            hub.tokens = TokenBook(claim.client_tokens, claim.room)
+            runtime.assign_session(claim.room, claim.worker_token, claim.source_language, claim.target_languages)
+
+        desk = ClaimDesk(settings.claim_token, accept, runtime.joined)
+        app.router.add_post("/claim", desk.handle)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
-    log.info("control API on %s:%s (room %s, profile %s)", settings.host, settings.port, settings.room, settings.profile)
+    log.info("control API on %s:%s (%s, profile %s)", settings.host, settings.port,
+             f"pool {settings.pool}" if settings.pool else f"room {settings.room}", settings.profile)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,6 +85,10 @@ async def serve(settings: WorkerSettings) -> int:
         except EngineUnavailable as exc:
             log.error("cannot start: %s", exc)
             return 1
+        if desk is not None:
+            await _first(stop.wait(), desk.claimed.wait())
+            if stop.is_set():
+                return 0
         await stay_in_room(runtime, stop)
         return 0
     finally:

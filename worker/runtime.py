@@ -24,6 +24,9 @@ log = logging.getLogger("lingo.worker")
 
 @dataclass
 class WorkerSettings:
+    """A session's worker gets its room and tokens from its pod's environment; a pooled worker
+    (`pool` set) starts with neither and gets them from its claim (worker/claim.py)."""
+
     room: str
     livekit_url: str
     worker_token: str = field(repr=False)
@@ -34,19 +37,25 @@ class WorkerSettings:
     model_dir: Path | None = None
     host: str = "0.0.0.0"
     port: int = 8080
+    pool: str = ""
+    claim_token: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls) -> "WorkerSettings":
         env = os.environ
-        missing = [k for k in ("LINGO_ROOM", "LIVEKIT_URL", "LINGO_WORKER_TOKEN") if not env.get(k)]
+        pooled = bool(env.get("LINGO_POOL"))
+        required = ("LIVEKIT_URL", "LINGO_CLAIM_TOKEN") if pooled else ("LINGO_ROOM", "LIVEKIT_URL", "LINGO_WORKER_TOKEN")
+        missing = [k for k in required if not env.get(k)]
         if missing:
             raise SystemExit(f"lingo-worker: missing environment: {', '.join(missing)}")
         tokens = [*json.loads(env.get("LINGO_PUBLISHER_TOKENS", "[]")), *json.loads(env.get("LINGO_SUBSCRIBER_TOKENS", "[]"))]
         return cls(
-            room=env["LINGO_ROOM"],
+            room=env.get("LINGO_ROOM", ""),
             livekit_url=env["LIVEKIT_URL"],
-            worker_token=env["LINGO_WORKER_TOKEN"],
+            worker_token=env.get("LINGO_WORKER_TOKEN", ""),
             client_tokens=tokens,
+            pool=env.get("LINGO_POOL", ""),
+            claim_token=env.get("LINGO_CLAIM_TOKEN", ""),
             source_language=env.get("LINGO_SOURCE_LANGUAGE", "en"),
             target_languages=[t for t in env.get("LINGO_TARGET_LANGUAGES", "es").split(",") if t],
             profile=env.get("LINGO_WORKER_PROFILE", "cpu"),
@@ -64,6 +73,7 @@ class WorkerRuntime:
         self.task = TranslationTask(source_language=settings.source_language,
                                     target_languages=settings.target_languages)
         self.engines: Engines | None = None
+        self.engines_warm = False  # loaded, and warmed for the initial task
         self.pipeline: TranslationPipeline | None = None
         self.room = rtc.Room()
         # Set by the control hub wiring (worker/__main__.py).
@@ -75,6 +85,7 @@ class WorkerRuntime:
         self._connected = False
         self._closing = False
         self.disconnected = asyncio.Event()
+        self.joined = asyncio.Event()  # set at the first join, and kept
         # Set when LiveKit deleted the room: the session is over, and the worker leaves for good.
         self.room_deleted = False
         self._startup_error = ""
@@ -84,8 +95,10 @@ class WorkerRuntime:
     def ready(self) -> tuple[bool, str]:
         if self._startup_error:
             return False, self._startup_error
-        if self.engines is None:
+        if not self.engines_warm:
             return False, "loading speech engines"
+        if not self.settings.room:
+            return True, f"idle in pool {self.settings.pool}, waiting for a session"
         if not self._connected and self.task.state != TaskState.ENDED:
             return False, "not connected to the LiveKit room"
         return True, "ready"
@@ -145,6 +158,18 @@ class WorkerRuntime:
         self.pipeline = TranslationPipeline(self.engines, self.task, self.emit, self._publish_tracks,
                                             on_speech=self._speech)
         await self._warm_up(self.task)
+        self.engines_warm = True
+
+    def assign_session(self, room: str, worker_token: str, source_language: str, target_languages: list[str]) -> None:
+        """A pooled worker's session, from its claim: the room to join and the task to run
+        (engines for languages it did not preload are warmed in the background)."""
+        self.settings.room, self.settings.worker_token = room, worker_token
+        preloaded = (self.task.source_language, self.task.target_languages)
+        self.task = TranslationTask(source_language=source_language, target_languages=target_languages)
+        if self.pipeline:
+            self.pipeline.task = self.task
+        if (source_language, target_languages) != preloaded:  # the preloaded ones are warm already
+            self._warming = asyncio.create_task(self._warm_up(self.task))
 
     async def _warm_up(self, task: TranslationTask) -> None:
         """Load the recognizer and start the translation and synthesis processes a task needs
@@ -169,6 +194,7 @@ class WorkerRuntime:
         await self.room.connect(self.settings.livekit_url, self.settings.worker_token,
                                 rtc.RoomOptions(auto_subscribe=True))
         self._connected = True
+        self.joined.set()
         log.info("joined room %s as %s", self.settings.room, self.room.local_participant.identity)
         problems = self.engines.check_languages(self.task.source_language, self.task.target_languages)
         if problems:

@@ -4,7 +4,7 @@ The loopback control plane has no container runtime. This registers a Node, bind
 operator's worker pods to it, runs each container's command with the pod's env resolved
 (values, Secret keys, pod fields), gives every pod its own 127.x address as its pod IP,
 probes readiness over HTTP like a kubelet, restarts crashed containers with back-off
-(restartPolicy Always), and finalizes deletions. Pod status is written through the real
+(restartPolicy Always; with Never the pod ends Succeeded or Failed), and finalizes deletions. Pod status is written through the real
 API, so the operator sees exactly what it would on a cluster.
 
 Not emulated: images (the command runs from this machine's PATH), resource limits,
@@ -181,8 +181,17 @@ class LoopbackKubelet:
             running.ready = False
             if running.stopping:
                 return
-            running.restarts += 1
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            policy = running.spec.get("restartPolicy", "Always")
+            if policy == "Never" or (policy == "OnFailure" and code == 0):
+                status = self._status(running, started=False)
+                status["phase"] = "Succeeded" if code == 0 else "Failed"
+                status["containerStatuses"][0]["state"] = {"terminated": {
+                    "exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                    "message": " | ".join(tail)[-400:]}}
+                await self._patch_status(running.namespace, running.name, status)
+                return
+            running.restarts += 1
             await self._container_waiting(running, "CrashLoopBackOff",
                                           f"exit code {code}: " + " | ".join(tail)[-400:])
             await asyncio.sleep(backoff)

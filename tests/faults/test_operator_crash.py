@@ -7,12 +7,12 @@ import asyncio
 import os
 import signal
 
-from kubernetes_asyncio.client import CoreV1Api
+from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 from livekit import api as livekit_api
 
 from lingo_api import resources as r
 
-from ..helpers import create_session, delete_and_wait, eventually, get_session, wait_for_phase
+from ..helpers import create_session, delete_and_wait, eventually, get_session, gone, wait_for_phase
 
 
 async def _events(kube, namespace: str, name: str) -> set[str]:
@@ -58,3 +58,36 @@ async def test_a_crash_right_after_the_status_write_loses_no_event(stack):
         return reasons if {"RoomCreated", "TokensIssued", "WorkerCreated"} <= reasons else None
 
     await eventually(all_posted, timeout=30, what="RoomCreated, TokensIssued and WorkerCreated events")
+
+
+async def test_a_crash_between_claim_and_hand_over_keeps_the_claim(stack):
+    """Killed after it labelled a pooled worker as the session's, before the worker heard of the
+    session: the restarted operator finds the claim and finishes it; no second worker is taken."""
+    custom, core = CustomObjectsApi(stack.kube), CoreV1Api(stack.kube)
+    await custom.create_namespaced_custom_object(r.GROUP, r.VERSION, stack.namespace, r.POOL_PLURAL, {
+        "apiVersion": r.API_VERSION, "kind": r.POOL_KIND, "metadata": {"name": "warm"}, "spec": {"minReady": 1}})
+
+    async def pool_ready():
+        pool = await custom.get_namespaced_custom_object(r.GROUP, r.VERSION, stack.namespace, r.POOL_PLURAL, "warm")
+        return (pool.get("status") or {}).get("ready", 0) >= 1
+
+    await eventually(pool_ready, timeout=90, what="an idle worker")
+    stack.operator.stop()
+    crashing = stack.start_operator(name="operator-claim-crash", extra_env={"LINGO_CRASH_AT": "claim.labelled"})
+    session = await create_session(stack.kube, stack.namespace, "claim-crash", subscriberCount=1)
+    await eventually(lambda: asyncio.sleep(0, result=not crashing.alive()), timeout=30, what="the crash point")
+    stack.start_operator()
+
+    async def claimed_ready():
+        current = await get_session(stack.kube, stack.namespace, "claim-crash")
+        ready = next((c for c in (current.get("status") or {}).get("conditions") or []
+                      if c["type"] == r.Condition.WORKER_READY), {})
+        return current if ready.get("status") == "True" else None
+
+    current = await eventually(claimed_ready, timeout=60, what="WorkerReady after the restart")
+    assert next(c for c in current["status"]["conditions"] if c["type"] == r.Condition.WORKER_READY)["reason"] \
+        == "WorkerClaimed"
+    claims = (await core.list_namespaced_pod(
+        stack.namespace, label_selector=f"{r.LABEL_CLAIMED_BY}={session['metadata']['uid']}")).items
+    assert [p.metadata.name for p in claims] == [current["status"]["workerPodName"]]
+    assert await gone(lambda: core.read_namespaced_pod(r.worker_pod_name("claim-crash"), stack.namespace))

@@ -1,0 +1,152 @@
+"""Claiming a pooled worker for a session (the pools: operator/worker_pool.py).
+
+1. Claim: an idle, ready pod of a pool of the session's profile, in the session's namespace, is
+   relabelled `pool-state=claimed, claimed-by=<session uid>` with its resourceVersion as a
+   precondition: of two sessions racing for one pod, one write wins and the other gets 409 and
+   tries the next pod. The label is the claim's record, so an operator that restarts finds it.
+2. Hand over: the operator calls the worker's `POST /claim` with the pool's claim token and the
+   session (worker/claim.py); the worker joins the room and then answers.
+3. Adopt: the pod becomes the session's (its owner reference and labels), and leaves the pool's
+   count of idle workers for good.
+A worker that fails the hand-over is deleted (it may hold the session's tokens) and the caller
+starts a cold worker instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import aiohttp
+from kubernetes_asyncio.client import ApiException, CoreV1Api
+
+from lingo_api import resources as r
+from lingo_api.faults import crash_point
+
+from .kube import delete_ignoring_missing
+from .ownership import owner_reference, session_labels
+from .worker_pool import pod_ready
+
+log = logging.getLogger("lingo.operator")
+
+HANDOVER_TIMEOUT_SECONDS = 15
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class HandoverFailed(Exception):
+    pass
+
+
+def _matches(pod: dict, profile: str, pool_profiles: dict[str, str]) -> bool:
+    meta = pod["metadata"]
+    return (not meta.get("deletionTimestamp") and pod_ready(pod)
+            and pool_profiles.get(meta["labels"].get(r.LABEL_POOL, "")) == profile)
+
+
+async def _pods(core: CoreV1Api, namespace: str, selector: str) -> list[dict]:
+    listed = await core.list_namespaced_pod(namespace, label_selector=selector)
+    return [core.api_client.sanitize_for_serialization(p) for p in listed.items]
+
+
+async def pool_profiles(custom, namespace: str) -> dict[str, str]:
+    """Pool name -> worker profile, for the pools of a namespace (none where the WorkerPool CRD
+    is not installed)."""
+    try:
+        listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.POOL_PLURAL)
+    except ApiException as exc:
+        if exc.status == 404:
+            return {}
+        raise
+    return {p["metadata"]["name"]: (p.get("spec") or {}).get("profile", "cpu") for p in listed.get("items", [])
+            if not p["metadata"].get("deletionTimestamp")}
+
+
+async def claimed_pod_of(core: CoreV1Api, session: dict) -> dict | None:
+    """The pooled pod this session claimed earlier (an operator restart or a retry), if any."""
+    meta = session["metadata"]
+    pods = await _pods(core, meta["namespace"], f"{r.LABEL_CLAIMED_BY}={meta['uid']}")
+    return next((p for p in pods if not p["metadata"].get("deletionTimestamp")), None)
+
+
+async def claim_idle_pod(core: CoreV1Api, session: dict, profile: str, profiles: dict[str, str]) -> dict | None:
+    """Step 1: claim one idle ready pod of a matching pool, oldest first; None if there is none."""
+    meta = session["metadata"]
+    candidates = [p for p in await _pods(core, meta["namespace"], f"{r.LABEL_POOL_STATE}={r.POOL_STATE_IDLE}")
+                  if _matches(p, profile, profiles)]
+    for pod in sorted(candidates, key=lambda p: p["metadata"]["creationTimestamp"]):
+        patch = {"metadata": {"resourceVersion": pod["metadata"]["resourceVersion"], "labels": {
+            r.LABEL_POOL_STATE: r.POOL_STATE_CLAIMED, r.LABEL_CLAIMED_BY: meta["uid"]}}}
+        try:
+            claimed = await core.patch_namespaced_pod(pod["metadata"]["name"], meta["namespace"], patch,
+                                                      _content_type=MERGE_PATCH)
+        except ApiException as exc:
+            if exc.status in (404, 409):  # another session got it first, or it is gone
+                continue
+            raise
+        return core.api_client.sanitize_for_serialization(claimed)
+    return None
+
+
+async def hand_over(core: CoreV1Api, http: aiohttp.ClientSession, session: dict, pod: dict, room: str,
+                    tokens_secret_data: dict[str, str], source_language: str, target_languages: list[str]) -> None:
+    """Steps 2 and 3 for a pod this session has claimed."""
+    meta, name = session["metadata"], pod["metadata"]["name"]
+    namespace = meta["namespace"]
+    crash_point("claim.labelled")
+    try:
+        await _call_claim(core, http, session, pod, room, tokens_secret_data, source_language, target_languages)
+    except HandoverFailed:
+        await delete_ignoring_missing(lambda n, ns: core.delete_namespaced_pod(n, ns), name, namespace)
+        raise
+    labels = {**session_labels(session, r.WORKER_COMPONENT), r.LABEL_POOL_STATE: r.POOL_STATE_CLAIMED}
+    # A merge patch replaces the owner list (a strategic one would add the session beside the pool).
+    await core.patch_namespaced_pod(name, namespace, {"metadata": {
+        "labels": labels, "ownerReferences": [owner_reference(session)]}}, _content_type=MERGE_PATCH)
+
+
+# (namespace, pool, pool uid) -> the pool's claim token: a pool's Secret keeps its token for the
+# pool's life, and a pool made again under the same name has a new uid.
+_CLAIM_TOKENS: dict[tuple[str, str, str], str] = {}
+
+
+async def _claim_token(core: CoreV1Api, namespace: str, pool: str) -> str:
+    try:
+        secret = await core.read_namespaced_secret(r.pool_claim_secret_name(pool), namespace)
+    except ApiException as exc:
+        raise HandoverFailed(f"claim token of pool {pool} unreadable: {exc.status}") from exc
+    return base64.b64decode(secret.data[r.SECRET_CLAIM_TOKEN]).decode()
+
+
+async def _call_claim(core, http, session, pod, room, tokens_secret_data, source_language, target_languages):
+    meta = session["metadata"]
+    pool = pod["metadata"]["labels"].get(r.LABEL_POOL, "")
+    ip = (pod.get("status") or {}).get("podIP")
+    if not ip:
+        raise HandoverFailed(f"worker {pod['metadata']['name']} has no IP")
+    pool_uid = next((ref["uid"] for ref in pod["metadata"].get("ownerReferences") or []
+                     if ref.get("kind") == r.POOL_KIND), None)
+    claim_token = _CLAIM_TOKENS.get((meta["namespace"], pool, pool_uid)) if pool_uid else None
+    if claim_token is None:
+        claim_token = await _claim_token(core, meta["namespace"], pool)
+        if pool_uid:
+            _CLAIM_TOKENS[(meta["namespace"], pool, pool_uid)] = claim_token
+    decoded = {k: base64.b64decode(v).decode() for k, v in tokens_secret_data.items()}
+    body = {
+        "session": meta["name"], "namespace": meta["namespace"], "room": room,
+        "worker_token": decoded[r.SECRET_WORKER_TOKEN],
+        "client_tokens": [*json.loads(decoded[r.SECRET_PUBLISHER_TOKENS]),
+                          *json.loads(decoded[r.SECRET_SUBSCRIBER_TOKENS])],
+        "source_language": source_language, "target_languages": target_languages,
+    }
+    try:
+        async with http.post(f"http://{ip}:{r.WORKER_PORT}/claim", json=body,
+                             headers={"Authorization": f"Bearer {claim_token}"},
+                             timeout=aiohttp.ClientTimeout(total=HANDOVER_TIMEOUT_SECONDS)) as response:
+            if response.status != 200:
+                if response.status == 401:  # the claim Secret was made again: read it next time
+                    _CLAIM_TOKENS.pop((meta["namespace"], pool, pool_uid), None)
+                answer = await response.text()
+                raise HandoverFailed(f"worker {pod['metadata']['name']} answered {response.status}: {answer[:200]}")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise HandoverFailed(f"worker {pod['metadata']['name']} unreachable: {type(exc).__name__}") from exc

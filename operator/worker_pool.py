@@ -1,0 +1,172 @@
+"""WorkerPools: idle translation workers, engines loaded, waiting for sessions to claim them.
+
+A pool keeps `minReady` idle workers (ready or starting) and at most `maxReady`; a session
+claims one (operator/worker_claim.py) and the pool starts another. Idle pods are owned by their
+pool; a claimed pod is handed to its session (owner reference and session labels), so deleting
+a pool removes its idle workers and leaves the claimed ones serving their sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import datetime as dt
+import logging
+import secrets
+from dataclasses import dataclass
+
+from kubernetes_asyncio.client import ApiException, CoreV1Api
+
+from lingo_api import resources as r
+from lingo_api.kube_time import parse_time
+
+from .config import OperatorConfig
+from .kube import create_or_get, delete_ignoring_missing
+from .worker_pod import METRICS_ANNOTATIONS, secret_env, worker_pod_spec
+
+log = logging.getLogger("lingo.operator")
+
+# Pod spec fields a pool's template may set (everything that places or sizes a worker); the
+# container, probes and security context stay the operator's, except the "worker" container's
+# fields merged in `pooled_worker_manifest`.
+TEMPLATE_POD_FIELDS = ("nodeSelector", "tolerations", "affinity", "runtimeClassName", "priorityClassName",
+                       "topologySpreadConstraints", "serviceAccountName", "schedulerName", "imagePullSecrets",
+                       "terminationGracePeriodSeconds", "dnsConfig", "hostAliases", "volumes")
+# A claimed pod still owned by its pool (the claimer stopped between claim and hand-over) whose
+# session is gone is deleted after this long.
+ABANDONED_CLAIM_SECONDS = 60
+
+
+def pool_owner_reference(pool: dict) -> dict:
+    meta = pool["metadata"]
+    return {"apiVersion": r.API_VERSION, "kind": r.POOL_KIND, "name": meta["name"], "uid": meta["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def pool_labels(pool_name: str) -> dict[str, str]:
+    return {r.LABEL_MANAGED_BY: r.MANAGED_BY, r.LABEL_COMPONENT: r.WORKER_COMPONENT, r.LABEL_POOL: pool_name}
+
+
+def claim_secret_manifest(pool: dict) -> dict:
+    meta = pool["metadata"]
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": r.pool_claim_secret_name(meta["name"]), "namespace": meta["namespace"],
+                     "labels": pool_labels(meta["name"]), "ownerReferences": [pool_owner_reference(pool)]},
+        "data": {r.SECRET_CLAIM_TOKEN: base64.b64encode(secrets.token_urlsafe(32).encode()).decode()},
+    }
+
+
+def pooled_worker_manifest(pool: dict, config: OperatorConfig) -> dict:
+    meta, spec = pool["metadata"], pool.get("spec") or {}
+    name = meta["name"]
+    env = [
+        {"name": "LINGO_POOL", "value": name},
+        {"name": "LINGO_SOURCE_LANGUAGE", "value": spec.get("sourceLanguage", "en")},
+        {"name": "LINGO_TARGET_LANGUAGES", "value": ",".join(spec.get("targetLanguages") or ["es"])},
+        secret_env("LINGO_CLAIM_TOKEN", r.pool_claim_secret_name(name), r.SECRET_CLAIM_TOKEN),
+    ]
+    pod_spec = worker_pod_spec(spec.get("profile", "cpu"), config, env)
+    # One session per worker: a claimed worker that exits is replaced by the session's
+    # reconciler, never restarted in place (it would come back idle, with no session).
+    pod_spec["restartPolicy"] = "Never"
+    template = copy.deepcopy(spec.get("template") or {})
+    template_spec = template.get("spec") or {}
+    for field in TEMPLATE_POD_FIELDS:
+        if field in template_spec:
+            pod_spec[field] = template_spec[field]
+    worker = pod_spec["containers"][0]
+    for container in template_spec.get("containers") or []:
+        if container.get("name") == worker["name"]:
+            extra_env = container.pop("env", [])
+            worker.update({k: v for k, v in container.items() if k in ("image", "imagePullPolicy", "resources")})
+            worker["env"] = [*worker["env"], *extra_env]
+    template_meta = template.get("metadata") or {}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "generateName": f"{name}-pool-",
+            "namespace": meta["namespace"],
+            "labels": {**(template_meta.get("labels") or {}), **pool_labels(name),
+                       r.LABEL_POOL_STATE: r.POOL_STATE_IDLE},
+            "annotations": {**(template_meta.get("annotations") or {}), **METRICS_ANNOTATIONS},
+            "ownerReferences": [pool_owner_reference(pool)],
+        },
+        "spec": pod_spec,
+    }
+
+
+def pod_ready(pod: dict) -> bool:
+    status = pod.get("status") or {}
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def owned_by_pool(pod: dict) -> bool:
+    return any(ref.get("kind") == r.POOL_KIND for ref in pod["metadata"].get("ownerReferences") or [])
+
+
+@dataclass
+class PoolCounts:
+    ready: int
+    starting: int
+    claimed: int
+
+
+async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, session_exists) -> PoolCounts:
+    """Bring the pool's idle workers to between minReady and maxReady; returns the counts.
+
+    `session_exists(namespace, uid)` -> bool, for claims abandoned halfway (see ABANDONED_CLAIM_SECONDS).
+    """
+    meta, spec = pool["metadata"], pool.get("spec") or {}
+    namespace, name = meta["namespace"], meta["name"]
+    await create_or_get(lambda ns, b: core.create_namespaced_secret(ns, b),
+                        lambda n, ns: core.read_namespaced_secret(n, ns),
+                        namespace, r.pool_claim_secret_name(name), claim_secret_manifest(pool))
+    listed = await core.list_namespaced_pod(namespace, label_selector=f"{r.LABEL_POOL}={name}")
+    pods = [core.api_client.sanitize_for_serialization(p) for p in listed.items]
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    idle = [p for p in live if p["metadata"]["labels"].get(r.LABEL_POOL_STATE) == r.POOL_STATE_IDLE]
+    claimed = [p for p in live if p["metadata"]["labels"].get(r.LABEL_POOL_STATE) == r.POOL_STATE_CLAIMED]
+
+    doomed = [p for p in idle if (p.get("status") or {}).get("phase") in ("Failed", "Succeeded")]
+    for pod in claimed:
+        if owned_by_pool(pod) and _age_seconds(pod) > ABANDONED_CLAIM_SECONDS and not await session_exists(
+                namespace, pod["metadata"]["labels"].get(r.LABEL_CLAIMED_BY, "")):
+            doomed.append(pod)
+    idle = [p for p in idle if p not in doomed]
+    ready = [p for p in idle if pod_ready(p)]
+    starting = [p for p in idle if not pod_ready(p)]
+    surplus = len(idle) - spec.get("maxReady", 500)
+    if surplus > 0:  # starting ones first, then the youngest
+        doomed += (starting + sorted(ready, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True))[:surplus]
+    for pod in doomed:
+        log.info("pool %s/%s: deleting worker %s", namespace, name, pod["metadata"]["name"])
+        await delete_ignoring_missing(lambda n, ns: core.delete_namespaced_pod(n, ns), pod["metadata"]["name"],
+                                      namespace)
+    deficit = spec.get("minReady", 1) - (len(idle) - max(surplus, 0))
+    if deficit > 0:
+        manifest = pooled_worker_manifest(pool, config)
+        results = await asyncio.gather(*(core.create_namespaced_pod(namespace, manifest) for _ in range(deficit)),
+                                       return_exceptions=True)
+        failures = [res for res in results if isinstance(res, Exception)]
+        if failures:
+            raise failures[0]
+    remaining = lambda pods: len([p for p in pods if p not in doomed])  # noqa: E731
+    return PoolCounts(ready=remaining(ready), starting=remaining(starting) + max(deficit, 0),
+                      claimed=remaining(claimed))
+
+
+def _age_seconds(pod: dict) -> float:
+    created = parse_time(pod["metadata"]["creationTimestamp"])
+    return (dt.datetime.now(dt.timezone.utc) - created).total_seconds()
+
+
+async def session_exists_by_uid(custom, namespace: str, uid: str) -> bool:
+    """Whether a StreamingSession with this uid is in the namespace (and not being deleted)."""
+    try:
+        listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL)
+    except ApiException:
+        return True  # unsure: keep the pod
+    return any(s["metadata"]["uid"] == uid and not s["metadata"].get("deletionTimestamp")
+               for s in listed.get("items", []))

@@ -1,0 +1,181 @@
+"""WorkerPools on the loopback stack with real worker processes: idle workers fill the pool, a
+session claims one and has its translator in the room when the claim returns, concurrent
+creates never share a worker, and the pool's scale-down and deletion leave claimed workers
+serving."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+
+import aiohttp
+import pytest
+from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
+from livekit import api as livekit_api
+
+from lingo_api import resources as r
+
+from .helpers import condition, create_session, eventually, get_session, gone
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet")]
+
+
+async def create_pool(kube, namespace: str, name: str = "warm", **spec) -> dict:
+    body = {"apiVersion": r.API_VERSION, "kind": r.POOL_KIND, "metadata": {"name": name},
+            "spec": {"minReady": 2, **spec}}
+    return await CustomObjectsApi(kube).create_namespaced_custom_object(r.GROUP, r.VERSION, namespace,
+                                                                        r.POOL_PLURAL, body)
+
+
+async def pool_status(kube, namespace: str, name: str = "warm") -> dict:
+    pool = await CustomObjectsApi(kube).get_namespaced_custom_object(r.GROUP, r.VERSION, namespace,
+                                                                     r.POOL_PLURAL, name)
+    return pool.get("status") or {}
+
+
+async def wait_for_ready_workers(kube, namespace: str, count: int, name: str = "warm", timeout: float = 120):
+    async def probe():
+        status = await pool_status(kube, namespace, name)
+        return status if status.get("ready", 0) >= count else None
+
+    return await eventually(probe, timeout=timeout, interval=0.5, what=f"{count} ready workers in pool {name}")
+
+
+async def worker_ready(kube, namespace: str, name: str) -> dict | None:
+    session = await get_session(kube, namespace, name)
+    conditions = {c["type"]: c for c in (session.get("status") or {}).get("conditions") or []}
+    ready = conditions.get(r.Condition.WORKER_READY, {})
+    return session if ready.get("status") == "True" else None
+
+
+async def translator_in_room(livekit, room: str) -> bool:
+    async with livekit_api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
+        listing = await lk.room.list_participants(livekit_api.ListParticipantsRequest(room=room))
+    return any(p.identity.startswith("palabra_translator") for p in listing.participants)
+
+
+async def _events(kube, namespace: str, name: str) -> set[str]:
+    listing = await CoreV1Api(kube).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return {event.reason for event in listing.items}
+
+
+async def test_a_session_claims_a_ready_worker_that_is_in_the_room_when_ready(kube, worker_namespace, livekit):
+    core = CoreV1Api(kube)
+    await create_pool(kube, worker_namespace)
+    await wait_for_ready_workers(kube, worker_namespace, 2)
+
+    started = time.monotonic()
+    await create_session(kube, worker_namespace, "warm-1", subscriberCount=1)
+    session = await eventually(lambda: worker_ready(kube, worker_namespace, "warm-1"), timeout=20, interval=0.05,
+                               what="WorkerReady")
+    elapsed = time.monotonic() - started
+    ready = condition(session, r.Condition.WORKER_READY)
+    assert ready["reason"] == "WorkerClaimed", ready
+    print(f"\ncreate -> WorkerReady from the pool: {elapsed * 1000:.0f} ms")
+    # WorkerReady from a claim means the translator has joined: it is in the room already.
+    assert await translator_in_room(livekit, session["status"]["roomName"])
+
+    pod = await core.read_namespaced_pod(session["status"]["workerPodName"], worker_namespace)
+    assert pod.metadata.owner_references[0].kind == r.SESSION_KIND
+    assert pod.metadata.labels[r.LABEL_SESSION] == "warm-1"
+    assert pod.metadata.labels[r.LABEL_CLAIMED_BY] == session["metadata"]["uid"]
+    assert await gone(lambda: core.read_namespaced_pod(r.worker_pod_name("warm-1"), worker_namespace))  # no cold one
+    assert "WorkerClaimed" in await _events(kube, worker_namespace, "warm-1")
+
+    # The pool refills behind the claim.
+    status = await wait_for_ready_workers(kube, worker_namespace, 2)
+    assert status["claimed"] == 1
+    assert condition({"status": status}, r.Condition.POOL_READY)["status"] == "True"
+
+    # The session's deletion takes its worker with it (no reuse by a later session).
+    await CustomObjectsApi(kube).delete_namespaced_custom_object(r.GROUP, r.VERSION, worker_namespace,
+                                                                 r.SESSION_PLURAL, "warm-1")
+    await eventually(lambda: gone(lambda: core.read_namespaced_pod(pod.metadata.name, worker_namespace)),
+                     timeout=30, what="the claimed worker deleted with its session")
+
+
+async def test_concurrent_creates_never_share_a_worker_and_all_get_one(kube, worker_namespace):
+    core = CoreV1Api(kube)
+    await create_pool(kube, worker_namespace)
+    await wait_for_ready_workers(kube, worker_namespace, 2)
+    names = [f"race-{i}" for i in range(4)]
+    await asyncio.gather(*(create_session(kube, worker_namespace, name, subscriberCount=1) for name in names))
+    sessions = [await eventually(lambda n=name: worker_ready(kube, worker_namespace, n), timeout=120,
+                                 what=f"WorkerReady of {name}") for name in names]
+    pods = [s["status"]["workerPodName"] for s in sessions]
+    assert len(set(pods)) == len(names), pods
+    reasons = {s["metadata"]["name"]: condition(s, r.Condition.WORKER_READY)["reason"] for s in sessions}
+    claimed = [name for name, reason in reasons.items() if reason == "WorkerClaimed"]
+    assert 1 <= len(claimed) <= 2, reasons  # two idle workers; the pool refills while the others start cold
+    for name in set(names) - set(claimed):
+        assert "NoIdleWorker" in await _events(kube, worker_namespace, name)
+    for session in sessions:
+        selector = f"{r.LABEL_SESSION}={session['metadata']['name']}"
+        assert len((await core.list_namespaced_pod(worker_namespace, label_selector=selector)).items) == 1
+    owners = {}
+    for pod in (await core.list_namespaced_pod(worker_namespace,
+                                               label_selector=f"{r.LABEL_POOL_STATE}={r.POOL_STATE_CLAIMED}")).items:
+        owners.setdefault(pod.metadata.labels[r.LABEL_CLAIMED_BY], []).append(pod.metadata.name)
+    assert all(len(p) == 1 for p in owners.values()), owners
+
+
+async def test_scale_down_and_pool_deletion_leave_claimed_workers_serving(kube, worker_namespace, livekit):
+    core, custom = CoreV1Api(kube), CustomObjectsApi(kube)
+    await create_pool(kube, worker_namespace)
+    await wait_for_ready_workers(kube, worker_namespace, 2)
+    await create_session(kube, worker_namespace, "keeps", subscriberCount=1)
+    session = await eventually(lambda: worker_ready(kube, worker_namespace, "keeps"), timeout=20, what="WorkerReady")
+    worker = session["status"]["workerPodName"]
+
+    await custom.patch_namespaced_custom_object(r.GROUP, r.VERSION, worker_namespace, r.POOL_PLURAL, "warm",
+                                                {"spec": {"minReady": 0, "maxReady": 0}},
+                                                _content_type="application/merge-patch+json")
+
+    async def no_idle():
+        pods = await core.list_namespaced_pod(worker_namespace,
+                                              label_selector=f"{r.LABEL_POOL_STATE}={r.POOL_STATE_IDLE}")
+        return not [p for p in pods.items if not p.metadata.deletion_timestamp]
+
+    await eventually(no_idle, timeout=30, what="the idle workers scaled away")
+    await custom.delete_namespaced_custom_object(r.GROUP, r.VERSION, worker_namespace, r.POOL_PLURAL, "warm")
+    await eventually(lambda: gone(lambda: custom.get_namespaced_custom_object(
+        r.GROUP, r.VERSION, worker_namespace, r.POOL_PLURAL, "warm")), timeout=30, what="pool deleted")
+    await asyncio.sleep(2)  # time for a wrong garbage collection to happen
+    pod = await core.read_namespaced_pod(worker, worker_namespace)
+    assert not pod.metadata.deletion_timestamp
+    assert await worker_ready(kube, worker_namespace, "keeps")
+    assert await translator_in_room(livekit, session["status"]["roomName"])
+
+
+async def test_the_claim_endpoint_refuses_strangers_bad_input_and_a_second_session(kube, worker_namespace, cluster):
+    core = CoreV1Api(kube)
+    await create_pool(kube, worker_namespace, minReady=1)
+    await wait_for_ready_workers(kube, worker_namespace, 1)
+    (idle,) = (await core.list_namespaced_pod(worker_namespace,
+                                              label_selector=f"{r.LABEL_POOL_STATE}={r.POOL_STATE_IDLE}")).items
+    url = f"http://{idle.status.pod_ip}:{r.WORKER_PORT}/claim"
+    secret = await core.read_namespaced_secret(r.pool_claim_secret_name("warm"), worker_namespace)
+    token = base64.b64decode(secret.data[r.SECRET_CLAIM_TOKEN]).decode()
+    bearer = {"Authorization": f"Bearer {token}"}
+    claim = {"session": "someone", "namespace": worker_namespace, "room": "lingo-x", "worker_token": "t",
+             "client_tokens": [], "source_language": "en", "target_languages": ["es"]}
+    async with aiohttp.ClientSession() as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            async with http.post(url, json=claim, headers=headers) as response:
+                assert response.status == 401 and (await response.json())["error"]["code"] == "UNAUTHORIZED"
+        for body in ("{not json", "[" * 30000 + "]" * 30000, json.dumps({**claim, "target_languages": ["../x"]}),
+                     json.dumps({**claim, "extra": 1})):
+            async with http.post(url, data=body, headers=bearer) as response:
+                answer = await response.json()
+                assert response.status == 400 and answer["error"]["code"] == "VALIDATION_ERROR", answer
+
+    # Claimed by a session, it refuses to serve another one.
+    await create_session(kube, worker_namespace, "owner", subscriberCount=1)
+    session = await eventually(lambda: worker_ready(kube, worker_namespace, "owner"), timeout=20, what="WorkerReady")
+    assert session["status"]["workerPodName"] == idle.metadata.name
+    async with aiohttp.ClientSession() as http, http.post(url, json=claim, headers=bearer) as response:
+        assert response.status == 409 and (await response.json())["error"]["code"] == "ALREADY_CLAIMED"
+    log = (cluster.log_dir / f"pod-{worker_namespace}-{idle.metadata.name}.log").read_text(errors="replace")
+    assert "Traceback" not in log and token not in log

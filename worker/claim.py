@@ -1,0 +1,87 @@
+"""A pooled worker's claim: an idle worker (engines loaded, in no room) is given its session.
+
+The operator claims an idle pod of a WorkerPool (operator/worker_pool.py), then calls
+`POST /claim` on the worker's control port with the pool's claim token as a bearer token and the
+session: its room, the worker's LiveKit token, the session's client tokens and its languages.
+The worker joins the room and answers once it is in, so the session's WorkerReady means
+"joined". The same claim again (an operator that restarted mid-claim) gets the same answer; a
+claim for another session is refused with 409: a worker serves one session for its life, and
+nothing of one session reaches the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lingo_api.session_spec import LANGUAGE_PATTERN, MAX_TARGET_LANGUAGES, check_target_languages
+from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
+
+log = logging.getLogger("lingo.worker")
+
+JOIN_TIMEOUT_SECONDS = 10
+MAX_CLAIM_BYTES = 512 * 1024  # 208 client tokens of a few hundred bytes each, with room to spare
+
+
+class Claim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session: str = Field(min_length=1, max_length=253)
+    namespace: str = Field(min_length=1, max_length=63)
+    room: str = Field(min_length=1, max_length=128)
+    worker_token: str = Field(min_length=1, max_length=MAX_TOKEN_CHARS, repr=False)
+    client_tokens: list[str] = Field(max_length=256, repr=False)
+    source_language: str = Field(pattern=LANGUAGE_PATTERN)
+    target_languages: list[str] = Field(min_length=1, max_length=MAX_TARGET_LANGUAGES)
+
+    @field_validator("target_languages")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        return check_target_languages(value)
+
+
+def _error(status: int, code: str, desc: str) -> web.Response:
+    return web.json_response({"ok": False, "error": {"code": code, "desc": desc}}, status=status)
+
+
+class ClaimDesk:
+    """Takes the one claim a pooled worker will ever accept; `claimed` is set when it has."""
+
+    def __init__(self, claim_token: str, accept, joined: asyncio.Event):
+        self._claim_token = claim_token.encode()
+        # accept(claim) -> awaitable: hand the session to the runtime (worker/__main__.py);
+        # `joined` is set by the runtime once it is in the room.
+        self._accept = accept
+        self.joined = joined
+        self.claim: Claim | None = None
+        self.claimed = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+        if not hmac.compare_digest(presented, self._claim_token):
+            return _error(401, "UNAUTHORIZED", "claim token is not this pool's")
+        if request.content_length is not None and request.content_length > MAX_CLAIM_BYTES:
+            return _error(413, "PAYLOAD_TOO_LARGE", f"a claim is at most {MAX_CLAIM_BYTES} bytes")
+        try:
+            claim = Claim.model_validate(parse_json(await request.content.read(MAX_CLAIM_BYTES + 1)))
+        except UntrustedInputError as exc:
+            return _error(400, "VALIDATION_ERROR", str(exc))
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in error["loc"]) for error in exc.errors()})
+            return _error(400, "VALIDATION_ERROR", f"invalid claim fields: {', '.join(fields)}")
+        if self.claim is None:
+            self.claim = claim
+            await self._accept(claim)
+            self.claimed.set()
+            log.info("claimed for session %s/%s (room %s)", claim.namespace, claim.session, claim.room)
+        elif (self.claim.namespace, self.claim.session, self.claim.room) != (claim.namespace, claim.session, claim.room):
+            return _error(409, "ALREADY_CLAIMED", "this worker serves another session")
+        try:
+            await asyncio.wait_for(self.joined.wait(), JOIN_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return _error(504, "JOIN_TIMEOUT", f"not in the room after {JOIN_TIMEOUT_SECONDS}s; still trying")
+        return web.json_response({"ok": True, "data": {"joined": True}})
