@@ -488,6 +488,8 @@ async def worker_pod_event(event, body, memo: kopf.Memo, logger, **_):
         status["workerEndpoint"] = f"{pod_ip}:{r.WORKER_PORT}" if (pod_ip and ready) else ""
         if ready and condition_true(status, r.Condition.WORKER_READY):
             return None  # already ready: keep how it became so (WorkerClaimed from a pool)
+        if ready and not status.get("roomName"):
+            return None  # the reconciler's first status write (room, tokens, this worker) comes first
         flipped = set_condition(status, r.Condition.WORKER_READY, ready, reason, message)
         return session if flipped else None
 
