@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up what is missing first (hack/setup.sh).
-.PHONY: dev test test-fast e2e node setup bench
+.PHONY: dev test test-fast e2e node setup bench bench-agents
 
 setup:
 	@bash hack/setup.sh
@@ -23,8 +23,15 @@ e2e: setup
 node: setup
 	.venv/bin/python -m lingo_node.cluster
 
-bench: setup
+bench: setup bench-agents
 	.venv/bin/python -m bench.session_create
+	.venv/bin/python -m bench.worker_pool
 	.venv/bin/python -m bench.worker_latency
 	.venv/bin/python -m bench.languages
 	.venv/bin/python -m bench.languages_e2e
+
+# LiveKit Agents for bench.worker_pool's comparison only: its own environment, since it pins
+# another LiveKit SDK than the project's.
+bench-agents:
+	@test -x .venv-agents/bin/python || $${PYTHON:-python3} -m venv .venv-agents
+	.venv-agents/bin/pip install -q "livekit-agents==1.8.9"

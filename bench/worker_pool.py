@@ -1,11 +1,15 @@
-"""How soon a session's translator is in the room: with a warm WorkerPool, and without (cold).
+"""How soon a session's translator is in the room: with a warm WorkerPool, without (cold), and
+LiveKit Agents' explicit dispatch to prewarmed processes, side by side on one livekit-server.
 
 On the loopback stack with real worker processes, sessions are created one after another
 through the facade (`--interval` apart, each deleted once its translator has joined). For
 each: POST → 200, POST → the translator participant active in the LiveKit room (polled on
 LiveKit's API every 10 ms), and POST → `worker_ready` in the facade's GET (what a client sees).
 The cold phase runs first with no pool; then a pool (`--min-ready`) is created and filled and
-the same sessions run again.
+the same sessions run again. Last, where `.venv-agents` exists (`make bench-agents`), a minimal
+LiveKit Agents worker (bench/agents_worker.py, `--min-ready` prewarmed processes) is started
+against the same server and each trial creates a room, dispatches the agent to it and waits for
+the agent to be active: first request → agent in the room.
 
 Run: python -m bench.worker_pool [--sessions 20] [--interval 3] [--min-ready 2]
 """
@@ -14,7 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import aiohttp
 from livekit import api as livekit_api
@@ -26,14 +35,34 @@ from .common import loopback_stack, machine, summary, write_results
 
 NAMESPACE = "bench"
 TRANSLATOR_PREFIX = "palabra_translator"
+AGENTS_PYTHON = Path(__file__).resolve().parent.parent / ".venv-agents" / "bin" / "python"
+AGENTS_WORKER = Path(__file__).resolve().parent / "agents_worker.py"
 # Goal from the issue: POST -> translator's media connection up, p99, from a warm pool.
 TARGET_P99_MS = 300
 
 
-async def translator_active(lk: livekit_api.LiveKitAPI, room: str) -> bool:
+async def translator_active(lk: livekit_api.LiveKitAPI, room: str, prefix: str = TRANSLATOR_PREFIX) -> bool:
     listing = await lk.room.list_participants(livekit_api.ListParticipantsRequest(room=room))
-    return any(p.identity.startswith(TRANSLATOR_PREFIX) and p.state == livekit_api.ParticipantInfo.State.ACTIVE
+    return any(p.identity.startswith(prefix) and p.state == livekit_api.ParticipantInfo.State.ACTIVE
                for p in listing.participants)
+
+
+async def one_dispatch(lk: livekit_api.LiveKitAPI) -> dict:
+    """LiveKit Agents: create a room, dispatch the agent to it, wait until it is active there."""
+    room = f"agents-{secrets.token_hex(4)}"
+    started = time.perf_counter()
+    await lk.room.create_room(livekit_api.CreateRoomRequest(name=room, empty_timeout=60))
+    await lk.agent_dispatch.create_dispatch(livekit_api.CreateAgentDispatchRequest(agent_name="bench-agent", room=room))
+    posted = time.perf_counter()
+    in_room = None
+    while in_room is None and time.perf_counter() - started < 30:
+        if await translator_active(lk, room, prefix="agent-"):
+            in_room = time.perf_counter()
+        else:
+            await asyncio.sleep(0.01)
+    await lk.room.delete_room(livekit_api.DeleteRoomRequest(room=room))
+    ms = lambda t: round((t - started) * 1000, 1) if t else None  # noqa: E731
+    return {"post_ms": ms(posted), "in_room_ms": ms(in_room), "worker_ready_ms": None}
 
 
 async def one_session(http: aiohttp.ClientSession, headers: dict, lk: livekit_api.LiveKitAPI) -> dict:
@@ -60,7 +89,8 @@ async def one_session(http: aiohttp.ClientSession, headers: dict, lk: livekit_ap
     return {"post_ms": ms(posted), "in_room_ms": ms(in_room), "worker_ready_ms": ms(ready)}
 
 
-async def run(facade: str, secret: str, livekit, kube_create_pool, sessions: int, interval: float) -> dict:
+async def run(facade: str, secret: str, livekit, kube_create_pool, sessions: int, interval: float,
+              idle_processes: int) -> dict:
     headers = {"ClientID": "bench", "ClientSecret": secret}
     results = {}
     async with aiohttp.ClientSession(base_url=facade) as http, \
@@ -74,7 +104,28 @@ async def run(facade: str, secret: str, livekit, kube_create_pool, sessions: int
                 print(mode, rows[-1], flush=True)
                 await asyncio.sleep(interval)
             results[mode] = rows
+        if AGENTS_PYTHON.exists():
+            results["livekit-agents"] = await run_agents(lk, livekit, sessions, interval, idle_processes)
     return results
+
+
+async def run_agents(lk, livekit, sessions: int, interval: float, idle_processes: int) -> list[dict]:
+    env = {**os.environ, "LIVEKIT_URL": livekit.url, "LIVEKIT_API_KEY": livekit.api_key,
+           "LIVEKIT_API_SECRET": livekit.api_secret, "BENCH_IDLE_PROCESSES": str(idle_processes)}
+    with tempfile.TemporaryDirectory() as workdir, open(Path(workdir) / "agents.log", "wb") as log:
+        worker = subprocess.Popen([str(AGENTS_PYTHON), str(AGENTS_WORKER)], env=env, cwd=workdir, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            await asyncio.sleep(8)  # registration and the prewarmed processes
+            rows = []
+            for _ in range(sessions):
+                rows.append(await one_dispatch(lk))
+                print("livekit-agents", rows[-1], flush=True)
+                await asyncio.sleep(interval)
+            return rows
+        finally:
+            os.killpg(worker.pid, 15)
+            worker.wait(timeout=20)
 
 
 def main() -> None:
@@ -99,7 +150,8 @@ def main() -> None:
                 await asyncio.sleep(0.5)
             raise RuntimeError("the pool did not fill in 120 s")
 
-        raw = asyncio.run(run(facade, secret, cluster.livekit, create_pool, args.sessions, args.interval))
+        raw = asyncio.run(run(facade, secret, cluster.livekit, create_pool, args.sessions, args.interval,
+                              args.min_ready))
 
     stats = {mode: {key: summary([row[key] for row in rows if row[key] is not None])
                     for key in ("post_ms", "in_room_ms", "worker_ready_ms")} for mode, rows in raw.items()}
@@ -118,7 +170,8 @@ def main() -> None:
 |---|---|---|---|---|
 {rows}
 
-Goal: translator in the room p99 < {TARGET_P99_MS} ms from a warm pool.
+Goal: translator in the room p99 < {TARGET_P99_MS} ms from a warm pool. For livekit-agents the
+"POST" is creating the room plus the dispatch request, and "in the room" is the agent active there.
 """
     write_results("worker_pool", results, markdown,
                   {f"{mode}: POST → translator in room": [row["in_room_ms"] for row in raw[mode] if row["in_room_ms"]]

@@ -28,7 +28,7 @@ from . import metrics
 from .events import post_event
 from .kube import create_or_get, delete_ignoring_missing
 from .livekit_rooms import LiveKitUnavailable, RoomService
-from .pool_handlers import stop_pools, wake_pool
+from .pool_handlers import stop_pools
 from .room_watch import RoomWatch, max_participants, room_metadata
 from .session_status import SessionGone, TERMINAL_PHASES, condition_true, get_condition, set_condition, update_status
 from .tokens_secret import tokens_secret_manifest
@@ -166,7 +166,6 @@ async def ensure_worker(memo: kopf.Memo, session: dict, spec: SessionSpec, room:
                 dry_pools = sorted(p for p, profile in profiles.items() if profile == spec.worker_profile)
     if pod is not None:
         pool, name = pod["metadata"]["labels"].get(r.LABEL_POOL, ""), pod["metadata"]["name"]
-        wake_pool(memo, namespace, pool)
         try:
             await hand_over(core, memo.http, session, pod, room, secret_data, spec.source_language,
                             spec.target_languages)
@@ -275,16 +274,16 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
         (r.Condition.TOKENS_READY, "TokensIssued", f"{spec.publisher_count} publisher and {spec.subscriber_count} "
                                                    f"subscriber tokens in Secret {secret_body['metadata']['name']}"),
     ]
-    for ctype, reason, message in announcements:
-        if not condition_true(status_seen, ctype):
-            await post_event(memo.core, body, reason, message)
+    events = [(reason, message, False) for ctype, reason, message in announcements
+              if not condition_true(status_seen, ctype)]
     if worker.dry_pools:
-        await post_event(memo.core, body, "NoIdleWorker", f"no idle worker in pool(s) {', '.join(worker.dry_pools)}; "
-                                                          "starting a worker of its own", warning=True)
+        events.append(("NoIdleWorker", f"no idle worker in pool(s) {', '.join(worker.dry_pools)}; "
+                                       "starting a worker of its own", True))
     if worker.pool:
-        await post_event(memo.core, body, "WorkerClaimed", worker.message)
+        events.append(("WorkerClaimed", worker.message, False))
     elif worker.created or get_condition(status_seen, r.Condition.WORKER_READY) is None:
-        await post_event(memo.core, body, "WorkerCreated", f"worker pod {worker.pod_name} created")
+        events.append(("WorkerCreated", f"worker pod {worker.pod_name} created", False))
+    await asyncio.gather(*(post_event(memo.core, body, *event) for event in events))
     lap("events")
 
     def provisioned(status: dict, _) -> bool:
@@ -329,25 +328,31 @@ async def session_created(body, memo: kopf.Memo, logger, retry: int, **_):
 
 @kopf.timer(**SESSIONS, interval=30, initial_delay=30, idle=15)
 async def session_drift(body, memo: kopf.Memo, logger, **_):
-    """Put back a worker pod deleted behind our back, or replace one that failed (a pooled
-    worker is never restarted in place); rooms are lingo_operator.room_watch's job."""
+    """The backstop for a worker pod gone or ended behind our back (the pod watcher replaces
+    one at once when it sees it go); rooms are lingo_operator.room_watch's job."""
     status = body.get("status") or {}
     if status.get("phase") != r.Phase.READY or body["metadata"].get("deletionTimestamp"):
         return
-    pod_name, namespace = status.get("workerPodName"), body["metadata"]["namespace"]
+    await replace_worker_if_gone(memo, body, logger, "Drift")
+
+
+async def replace_worker_if_gone(memo: kopf.Memo, session, logger, reason: str) -> None:
+    """If the session's worker pod is missing or has ended (a pooled worker is never restarted
+    in place), delete what is left of it and give the session a worker again."""
+    pod_name, namespace = (session.get("status") or {}).get("workerPodName"), session["metadata"]["namespace"]
     try:
         pod = await memo.core.read_namespaced_pod(pod_name, namespace)
-        if pod.status.phase not in ("Failed", "Succeeded"):
+        if pod.metadata.deletion_timestamp is None and pod.status.phase not in ("Failed", "Succeeded"):
             return
         await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), pod_name, namespace)
-        reason = f"worker pod {pod_name} ended ({pod.status.phase}); replacing it"
+        message = f"worker pod {pod_name} ended ({pod.status.phase}); replacing it"
     except ApiException as exc:
         if exc.status != 404:
             raise
-        reason = "worker pod missing; recreating"
-    await post_event(memo.core, body, "Drift", reason, warning=True)
+        message = f"worker pod {pod_name} is gone; replacing it"
+    await post_event(memo.core, session, reason, message, warning=True)
     metrics.DRIFT_REPAIRS.labels("pod").inc()
-    await reconcile_session(body, memo, logger)
+    await reconcile_session(session, memo, logger)
 
 
 # -- expiry --------------------------------------------------------------------------------
@@ -479,11 +484,16 @@ async def worker_pod_event(event, body, memo: kopf.Memo, logger, **_):
     if ready and pool:  # a claimed worker: in the room since its claim (the reconciler posts the event)
         reason, message = "WorkerClaimed", claimed_message(pod_name, pool)
 
+    ended = event.get("type") == "DELETED" or (body.get("status") or {}).get("phase") in ("Failed", "Succeeded")
+    current = False  # whether this pod is the session's worker, in a session that goes on
+
     def apply(status: dict, session: dict):
+        nonlocal current
         if status.get("phase") in TERMINAL_PHASES or session["metadata"].get("deletionTimestamp"):
             return None
         if status.get("workerPodName", pod_name) != pod_name:
             return None  # a worker the session no longer has (a replaced pooled worker going away)
+        current = True
         status["workerPodName"] = pod_name
         status["workerEndpoint"] = f"{pod_ip}:{r.WORKER_PORT}" if (pod_ip and ready) else ""
         if ready and condition_true(status, r.Condition.WORKER_READY):
@@ -503,3 +513,8 @@ async def worker_pod_event(event, body, memo: kopf.Memo, logger, **_):
     if session is not None and not (ready and pool):
         await _emit(memo, session, True, reason, message,
                     warning=not ready and reason not in ("WorkerStarting", "WorkerDeleted"))
+    if current and ended:  # the session needs another worker now, not at the next drift check
+        latest = await memo.custom.get_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL,
+                                                                session_name)
+        if (latest.get("status") or {}).get("phase") == r.Phase.READY:
+            await replace_worker_if_gone(memo, latest, logger, "WorkerReplaced")

@@ -144,7 +144,10 @@ async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, se
         log.info("pool %s/%s: deleting worker %s", namespace, name, pod["metadata"]["name"])
         await delete_ignoring_missing(lambda n, ns: core.delete_namespaced_pod(n, ns), pod["metadata"]["name"],
                                       namespace)
-    deficit = spec.get("minReady", 1) - (len(idle) - max(surplus, 0))
+    # A worker being handed over (claimed, not yet its session's) still holds its place: the
+    # replacement starts once the hand-over is done, not beside it on the same CPUs.
+    handing_over = [p for p in claimed if owned_by_pool(p) and p not in doomed]
+    deficit = spec.get("minReady", 1) - (len(idle) + len(handing_over) - max(surplus, 0))
     if deficit > 0:
         manifest = pooled_worker_manifest(pool, config)
         results = await asyncio.gather(*(core.create_namespaced_pod(namespace, manifest) for _ in range(deficit)),

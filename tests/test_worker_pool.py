@@ -179,3 +179,22 @@ async def test_the_claim_endpoint_refuses_strangers_bad_input_and_a_second_sessi
         assert response.status == 409 and (await response.json())["error"]["code"] == "ALREADY_CLAIMED"
     log = (cluster.log_dir / f"pod-{worker_namespace}-{idle.metadata.name}.log").read_text(errors="replace")
     assert "Traceback" not in log and token not in log
+
+
+async def test_a_claimed_worker_that_goes_away_is_replaced_at_once(kube, worker_namespace, livekit):
+    core = CoreV1Api(kube)
+    await create_pool(kube, worker_namespace)
+    await wait_for_ready_workers(kube, worker_namespace, 2)
+    await create_session(kube, worker_namespace, "phoenix", subscriberCount=1)
+    session = await eventually(lambda: worker_ready(kube, worker_namespace, "phoenix"), timeout=20, what="WorkerReady")
+    first = session["status"]["workerPodName"]
+    await core.delete_namespaced_pod(first, worker_namespace)  # a node lost, an eviction, a kill
+
+    async def replaced():
+        current = await worker_ready(kube, worker_namespace, "phoenix")
+        return current if current and current["status"]["workerPodName"] != first else None
+
+    # Well before the 30-second drift check: the pod watcher replaces it when it sees it go.
+    current = await eventually(replaced, timeout=20, what="another worker")
+    assert await translator_in_room(livekit, current["status"]["roomName"])
+    assert "WorkerReplaced" in await _events(kube, worker_namespace, "phoenix")
