@@ -47,6 +47,32 @@ async def translator_active(lk: livekit_api.LiveKitAPI, room: str, prefix: str =
                for p in listing.participants)
 
 
+def idle_worker_usage(seconds: float = 5.0) -> dict:
+    """RSS and CPU of the idle pooled workers (processes of the loopback kubelet), from /proc."""
+    def workers() -> dict[int, float]:
+        found = {}
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and b"LINGO_POOL=" in (entry / "environ").read_bytes() \
+                        and b"lingo-worker" in (entry / "cmdline").read_bytes():
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except OSError:
+                continue
+        return found
+
+    before = workers()
+    time.sleep(seconds)
+    after = workers()
+    rss = []
+    for pid in after:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss.append(int(line.split()[1]) / 1024)
+    cpu = [(after[pid] - before[pid]) / seconds * 100 for pid in after if pid in before]
+    return {"workers": len(after), "rss_mb": [round(v) for v in rss], "cpu_percent": [round(v, 1) for v in cpu]}
+
+
 async def one_dispatch(lk: livekit_api.LiveKitAPI) -> dict:
     """LiveKit Agents: create a room, dispatch the agent to it, wait until it is active there."""
     room = f"agents-{secrets.token_hex(4)}"
@@ -98,6 +124,8 @@ async def run(facade: str, secret: str, livekit, kube_create_pool, sessions: int
         for mode in ("cold", "pool"):
             if mode == "pool":
                 await kube_create_pool()
+                await asyncio.sleep(5)  # let the freshly loaded workers settle
+                results["idle_workers"] = await asyncio.to_thread(idle_worker_usage)
             rows = []
             for _ in range(sessions):
                 rows.append(await one_session(http, headers, lk))
@@ -153,10 +181,12 @@ def main() -> None:
         raw = asyncio.run(run(facade, secret, cluster.livekit, create_pool, args.sessions, args.interval,
                               args.min_ready))
 
+    idle = raw.pop("idle_workers")
     stats = {mode: {key: summary([row[key] for row in rows if row[key] is not None])
                     for key in ("post_ms", "in_room_ms", "worker_ready_ms")} for mode, rows in raw.items()}
     results = {"benchmark": "worker_pool", "machine": machine(), "sessions": args.sessions,
                "interval_seconds": args.interval, "min_ready": args.min_ready, "stats": stats, "raw": raw,
+               "idle_workers": idle,
                "target_ms": {"in_room_p99_from_pool": TARGET_P99_MS}}
     rows = "\n".join(
         f"| {mode} | {s['post_ms']['p50']} / {s['post_ms']['p99']} | {s['in_room_ms']['p50']} / {s['in_room_ms']['p99']} "
@@ -169,6 +199,8 @@ def main() -> None:
 | mode | POST → 200 p50 / p99 ms | POST → translator active in the room p50 / p99 ms | POST → worker_ready (facade GET) p50 / p99 ms | joined |
 |---|---|---|---|---|
 {rows}
+
+Idle pooled workers (en→es preloaded): RSS {idle['rss_mb']} MB, CPU {idle['cpu_percent']} % of a core.
 
 Goal: translator in the room p99 < {TARGET_P99_MS} ms from a warm pool. For livekit-agents the
 "POST" is creating the room plus the dispatch request, and "in the room" is the agent active there.

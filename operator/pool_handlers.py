@@ -20,7 +20,7 @@ from lingo_api.kube_time import now_time
 
 from . import metrics
 from .events import post_event
-from .worker_pool import reconcile_pool, session_exists_by_uid
+from .worker_pool import ensure_claim_secret, reconcile_pool, session_exists_by_uid
 
 POOLS = dict(group=r.GROUP, version=r.VERSION, plural=r.POOL_PLURAL)
 # A pool looks again this often even when nothing woke it (a missed event costs at most this).
@@ -55,12 +55,15 @@ async def stop_pools(memo: kopf.Memo) -> None:
 
 async def keep_pool(memo: kopf.Memo, key: tuple[str, str]) -> None:
     wakeup = memo.pool_wakeups.setdefault(key, asyncio.Event())
-    written, was_ready, since = None, None, now_time()
+    written, was_ready, since, secret_made = None, None, now_time(), False
     try:
         while key in memo.pools:
             wakeup.clear()
             pool = memo.pools[key]
             try:
+                if not secret_made:
+                    await ensure_claim_secret(memo.core, pool)
+                    secret_made = True
                 counts = await reconcile_pool(memo.core, pool, memo.config,
                                               lambda ns, uid: session_exists_by_uid(memo.custom, ns, uid))
                 for state, value in asdict(counts).items():

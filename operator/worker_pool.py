@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import datetime as dt
 import logging
 import secrets
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from kubernetes_asyncio.client import ApiException, CoreV1Api
 
 from lingo_api import resources as r
-from lingo_api.kube_time import parse_time
 
 from .config import OperatorConfig
 from .kube import create_or_get, delete_ignoring_missing
@@ -33,9 +31,6 @@ log = logging.getLogger("lingo.operator")
 TEMPLATE_POD_FIELDS = ("nodeSelector", "tolerations", "affinity", "runtimeClassName", "priorityClassName",
                        "topologySpreadConstraints", "serviceAccountName", "schedulerName", "imagePullSecrets",
                        "terminationGracePeriodSeconds", "dnsConfig", "hostAliases", "volumes")
-# A claimed pod still owned by its pool (the claimer stopped between claim and hand-over) whose
-# session is gone is deleted after this long.
-ABANDONED_CLAIM_SECONDS = 60
 
 
 def pool_owner_reference(pool: dict) -> dict:
@@ -46,6 +41,14 @@ def pool_owner_reference(pool: dict) -> dict:
 
 def pool_labels(pool_name: str) -> dict[str, str]:
     return {r.LABEL_MANAGED_BY: r.MANAGED_BY, r.LABEL_COMPONENT: r.WORKER_COMPONENT, r.LABEL_POOL: pool_name}
+
+
+async def ensure_claim_secret(core: CoreV1Api, pool: dict) -> None:
+    """The pool's claim token, made once (an existing Secret is kept: idle workers read it)."""
+    await create_or_get(lambda ns, b: core.create_namespaced_secret(ns, b),
+                        lambda n, ns: core.read_namespaced_secret(n, ns),
+                        pool["metadata"]["namespace"], r.pool_claim_secret_name(pool["metadata"]["name"]),
+                        claim_secret_manifest(pool))
 
 
 def claim_secret_manifest(pool: dict) -> dict:
@@ -116,13 +119,11 @@ class PoolCounts:
 async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, session_exists) -> PoolCounts:
     """Bring the pool's idle workers to between minReady and maxReady; returns the counts.
 
-    `session_exists(namespace, uid)` -> bool, for claims abandoned halfway (see ABANDONED_CLAIM_SECONDS).
+    `session_exists(namespace, uid)` -> bool, for claims abandoned halfway (the claiming session
+    was deleted during its hand-over).
     """
     meta, spec = pool["metadata"], pool.get("spec") or {}
     namespace, name = meta["namespace"], meta["name"]
-    await create_or_get(lambda ns, b: core.create_namespaced_secret(ns, b),
-                        lambda n, ns: core.read_namespaced_secret(n, ns),
-                        namespace, r.pool_claim_secret_name(name), claim_secret_manifest(pool))
     listed = await core.list_namespaced_pod(namespace, label_selector=f"{r.LABEL_POOL}={name}")
     pods = [core.api_client.sanitize_for_serialization(p) for p in listed.items]
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
@@ -130,9 +131,9 @@ async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, se
     claimed = [p for p in live if p["metadata"]["labels"].get(r.LABEL_POOL_STATE) == r.POOL_STATE_CLAIMED]
 
     doomed = [p for p in idle if (p.get("status") or {}).get("phase") in ("Failed", "Succeeded")]
-    for pod in claimed:
-        if owned_by_pool(pod) and _age_seconds(pod) > ABANDONED_CLAIM_SECONDS and not await session_exists(
-                namespace, pod["metadata"]["labels"].get(r.LABEL_CLAIMED_BY, "")):
+    for pod in claimed:  # claimed, never handed over, and its session is gone: nobody will use it
+        claimer = pod["metadata"]["labels"].get(r.LABEL_CLAIMED_BY, "")
+        if owned_by_pool(pod) and not await session_exists(namespace, claimer):
             doomed.append(pod)
     idle = [p for p in idle if p not in doomed]
     ready = [p for p in idle if pod_ready(p)]
@@ -158,11 +159,6 @@ async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, se
     remaining = lambda pods: len([p for p in pods if p not in doomed])  # noqa: E731
     return PoolCounts(ready=remaining(ready), starting=remaining(starting) + max(deficit, 0),
                       claimed=remaining(claimed))
-
-
-def _age_seconds(pod: dict) -> float:
-    created = parse_time(pod["metadata"]["creationTimestamp"])
-    return (dt.datetime.now(dt.timezone.utc) - created).total_seconds()
 
 
 async def session_exists_by_uid(custom, namespace: str, uid: str) -> bool:

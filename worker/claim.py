@@ -44,6 +44,10 @@ class Claim(BaseModel):
         return check_target_languages(value)
 
 
+def _identity(claim: Claim) -> tuple[str, str, str]:
+    return claim.namespace, claim.session, claim.room
+
+
 def _error(status: int, code: str, desc: str) -> web.Response:
     return web.json_response({"ok": False, "error": {"code": code, "desc": desc}}, status=status)
 
@@ -78,7 +82,7 @@ class ClaimDesk:
             await self._accept(claim)
             self.claimed.set()
             log.info("claimed for session %s/%s (room %s)", claim.namespace, claim.session, claim.room)
-        elif (self.claim.namespace, self.claim.session, self.claim.room) != (claim.namespace, claim.session, claim.room):
+        elif _identity(self.claim) != _identity(claim):
             return _error(409, "ALREADY_CLAIMED", "this worker serves another session")
         try:
             await asyncio.wait_for(self.joined.wait(), JOIN_TIMEOUT_SECONDS)
