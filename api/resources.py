@@ -48,7 +48,9 @@ class Condition:
     ROOM_READY = "RoomReady"
     TOKENS_READY = "TokensReady"
     WORKER_READY = "WorkerReady"
-    POOL_READY = "Ready"  # a WorkerPool's: minReady idle workers are ready
+    # The summary: a session's room, tokens and worker all ready (what `kubectl wait
+    # --for=condition=Ready` waits for); a WorkerPool's minReady idle workers ready.
+    READY = "Ready"
 
 
 # Keys of the per-session tokens Secret. Values are JSON lists (client tokens) or one JWT.

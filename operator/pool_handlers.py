@@ -76,7 +76,7 @@ async def keep_pool(memo: kopf.Memo, key: tuple[str, str]) -> None:
                                          f"{counts.ready} of {min_ready} idle workers ready", warning=not ready)
                     was_ready, since = ready, now_time()
                 status = {**asdict(counts), "observedGeneration": pool["metadata"].get("generation"), "conditions": [{
-                    "type": r.Condition.POOL_READY, "status": str(ready), "lastTransitionTime": since,
+                    "type": r.Condition.READY, "status": str(ready), "lastTransitionTime": since,
                     "reason": "MinReadyMet" if ready else "Filling",
                     "message": f"{counts.ready} of {min_ready} idle workers ready, {counts.starting} starting"}]}
                 if status != written:

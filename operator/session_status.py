@@ -53,6 +53,21 @@ def derive_phase(status: dict) -> str:
     return r.Phase.PROVISIONING if status.get("conditions") else r.Phase.PENDING
 
 
+def summarize(status: dict, generation: int | None) -> None:
+    """The summary Ready condition, and the generation every condition describes."""
+    phase = status.get("phase")
+    waiting = [c for c in (r.Condition.ROOM_READY, r.Condition.TOKENS_READY, r.Condition.WORKER_READY)
+               if not condition_true(status, c)]
+    if phase in TERMINAL_PHASES:
+        set_condition(status, r.Condition.READY, False, phase, f"the session is {phase.lower()}")
+    elif waiting:
+        set_condition(status, r.Condition.READY, False, "Waiting", f"waiting for {', '.join(waiting)}")
+    else:
+        set_condition(status, r.Condition.READY, True, "SessionReady", "room, tokens and worker are ready")
+    for condition in status["conditions"]:
+        condition["observedGeneration"] = generation
+
+
 class SessionGone(Exception):
     pass
 
@@ -62,7 +77,8 @@ async def update_status(
 ):
     """Apply `mutate(status, session)` and write it back; returns whatever `mutate` returned.
 
-    Phase is re-derived after each mutation unless `mutate` set a terminal phase itself.
+    Phase and the summary Ready condition are re-derived after each mutation (unless `mutate` set
+    a terminal phase itself).
     """
     for _ in range(attempts):
         try:
@@ -75,6 +91,7 @@ async def update_status(
         before = repr(status)
         result = mutate(status, session)
         status["phase"] = derive_phase(status)
+        summarize(status, session["metadata"].get("generation"))
         if repr(status) == before:
             return result
         session["status"] = status

@@ -26,6 +26,7 @@ from lingo_api.faults import crash_point
 
 from .kube import delete_ignoring_missing
 from .ownership import owner_reference, session_labels
+from .worker_pod import SAFE_TO_EVICT
 from .worker_pool import pod_ready
 
 log = logging.getLogger("lingo.operator")
@@ -102,7 +103,8 @@ async def hand_over(core: CoreV1Api, http: aiohttp.ClientSession, session: dict,
     labels = {**session_labels(session, r.WORKER_COMPONENT), r.LABEL_POOL_STATE: r.POOL_STATE_CLAIMED}
     # A merge patch replaces the owner list (a strategic one would add the session beside the pool).
     await core.patch_namespaced_pod(name, namespace, {"metadata": {
-        "labels": labels, "ownerReferences": [owner_reference(session)]}}, _content_type=MERGE_PATCH)
+        "labels": labels, "annotations": {SAFE_TO_EVICT: "false"}, "ownerReferences": [owner_reference(session)]}},
+        _content_type=MERGE_PATCH)
 
 
 # (namespace, pool, pool uid) -> the pool's claim token: a pool's Secret keeps its token for the

@@ -12,6 +12,9 @@ from .ownership import owner_reference, session_labels
 MODELS_MOUNT_PATH = "/models"
 METRICS_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": str(r.WORKER_PORT),
                        "prometheus.io/path": "/metrics"}
+# The cluster autoscaler leaves a node alone while a pod on it says "false": a live session's
+# worker must not be evicted to shrink the cluster (an idle pooled worker may be).
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 
 
 def secret_env(name: str, secret: str, key: str) -> dict:
@@ -37,7 +40,7 @@ def worker_pod_manifest(session: dict, spec: SessionSpec, config: OperatorConfig
             "name": r.worker_pod_name(name),
             "namespace": session["metadata"]["namespace"],
             "labels": session_labels(session, r.WORKER_COMPONENT),
-            "annotations": dict(METRICS_ANNOTATIONS),
+            "annotations": {**METRICS_ANNOTATIONS, SAFE_TO_EVICT: "false"},
             "ownerReferences": [owner_reference(session)],
         },
         "spec": worker_pod_spec(spec.worker_profile, config, env),

@@ -21,7 +21,7 @@ from lingo_api import resources as r
 
 from .config import OperatorConfig
 from .kube import create_or_get, delete_ignoring_missing
-from .worker_pod import METRICS_ANNOTATIONS, secret_env, worker_pod_spec
+from .worker_pod import METRICS_ANNOTATIONS, SAFE_TO_EVICT, secret_env, worker_pod_spec
 
 log = logging.getLogger("lingo.operator")
 
@@ -93,7 +93,7 @@ def pooled_worker_manifest(pool: dict, config: OperatorConfig) -> dict:
             "namespace": meta["namespace"],
             "labels": {**(template_meta.get("labels") or {}), **pool_labels(name),
                        r.LABEL_POOL_STATE: r.POOL_STATE_IDLE},
-            "annotations": {**(template_meta.get("annotations") or {}), **METRICS_ANNOTATIONS},
+            "annotations": {**(template_meta.get("annotations") or {}), **METRICS_ANNOTATIONS, SAFE_TO_EVICT: "true"},
             "ownerReferences": [pool_owner_reference(pool)],
         },
         "spec": pod_spec,

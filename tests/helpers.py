@@ -1,16 +1,18 @@
-"""Small async helpers the tests share: polling, session CRUD, Secret decoding."""
+"""Small helpers the tests share: polling, session CRUD, Secret decoding, kubectl."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import secrets
+import subprocess
 import time
 from typing import Awaitable, Callable, TypeVar
 
 from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
 from lingo_api import resources as r
+from lingo_loopback.binaries import kubernetes_binaries
 from lingo_webhook.clients import api_client_manifest, hash_secret
 
 T = TypeVar("T")
@@ -102,3 +104,9 @@ async def delete_and_wait(kube, namespace: str, name: str) -> None:
         if exc.status != 404:
             raise
     await eventually(lambda: gone(lambda: get_session(kube, namespace, name)), what=f"{name} deleted")
+
+
+def kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
+    """kubectl against the loopback cluster; HOME points into its workdir so no cache lands in the repo."""
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin", "HOME": str(cluster.workdir)}
+    return subprocess.run([str(kubernetes_binaries()["kubectl"]), *args], env=env, capture_output=True, text=True)

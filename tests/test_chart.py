@@ -11,10 +11,10 @@ import yaml
 from kubernetes_asyncio.client import CoreV1Api, RbacAuthorizationV1Api
 
 from lingo_api import resources as r
-from lingo_loopback.binaries import REPO_ROOT, helm_binary, kubernetes_binaries
+from lingo_loopback.binaries import REPO_ROOT, helm_binary
 from lingo_loopback.stack import start_operator
 
-from .helpers import create_session, delete_and_wait, wait_for_phase
+from .helpers import create_session, delete_and_wait, kubectl, wait_for_phase
 
 CHART = REPO_ROOT / "charts" / "lingo-operator"
 KUBE_VERSION = "1.34.4"
@@ -24,12 +24,6 @@ def helm(*args: str) -> str:
     result = subprocess.run([str(helm_binary()), *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
-    """kubectl against the loopback cluster; HOME points into its workdir so no cache lands in the repo."""
-    env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin", "HOME": str(cluster.workdir)}
-    return subprocess.run([str(kubernetes_binaries()["kubectl"]), *args], env=env, capture_output=True, text=True)
 
 
 def render(*sets: str, namespace: str = "lingo") -> list[dict]:

@@ -39,6 +39,10 @@ async def test_session_becomes_ready_with_room_tokens_and_worker_pod(kube, names
     assert condition(session, r.Condition.ROOM_READY)["status"] == "True"
     assert condition(session, r.Condition.TOKENS_READY)["status"] == "True"
     assert condition(session, r.Condition.WORKER_READY)["status"] in ("False", "True")
+    # The summary waits for the worker too (no kubelet runs here: it stays False, saying why).
+    ready = condition(session, r.Condition.READY)
+    assert (ready["status"], ready["reason"]) == ("False", "Waiting") and "WorkerReady" in ready["message"]
+    assert all(c["observedGeneration"] == session["metadata"]["generation"] for c in session["status"]["conditions"])
 
     # Tokens: counts, distinct identities, grants checked by LiveKit's own verifier.
     tokens = await read_tokens(kube, namespace, "demo")
@@ -127,6 +131,8 @@ async def test_ttl_expiry_tears_down_and_marks_expired(kube, namespace, livekit)
     await wait_for_phase(kube, namespace, "short", r.Phase.READY)
     session = await wait_for_phase(kube, namespace, "short", r.Phase.EXPIRED, timeout=30)
     assert condition(session, r.Condition.ROOM_READY)["reason"] == "Expired"
+    assert (condition(session, r.Condition.READY)["status"], condition(session, r.Condition.READY)["reason"]) \
+        == ("False", r.Phase.EXPIRED)
     assert r.room_name(created["metadata"]["uid"]) not in await livekit_rooms(livekit)
     core = CoreV1Api(kube)
     assert await gone(lambda: core.read_namespaced_secret(r.tokens_secret_name("short"), namespace))

@@ -17,7 +17,9 @@ from livekit import api as livekit_api
 
 from lingo_api import resources as r
 
-from .helpers import condition, create_session, eventually, get_session, gone
+from lingo_operator.worker_pod import SAFE_TO_EVICT
+
+from .helpers import condition, create_session, eventually, get_session, gone, kubectl
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet")]
 
@@ -61,7 +63,7 @@ async def _events(kube, namespace: str, name: str) -> set[str]:
     return {event.reason for event in listing.items}
 
 
-async def test_a_session_claims_a_ready_worker_that_is_in_the_room_when_ready(kube, worker_namespace, livekit):
+async def test_a_session_claims_a_ready_worker_that_is_in_the_room_when_ready(kube, worker_namespace, livekit, cluster):
     core = CoreV1Api(kube)
     await create_pool(kube, worker_namespace)
     await wait_for_ready_workers(kube, worker_namespace, 2)
@@ -83,11 +85,22 @@ async def test_a_session_claims_a_ready_worker_that_is_in_the_room_when_ready(ku
     assert pod.metadata.labels[r.LABEL_CLAIMED_BY] == session["metadata"]["uid"]
     assert await gone(lambda: core.read_namespaced_pod(r.worker_pod_name("warm-1"), worker_namespace))  # no cold one
     assert "WorkerClaimed" in await _events(kube, worker_namespace, "warm-1")
+    # A live session's worker keeps its node from being scaled away; an idle one does not.
+    assert pod.metadata.annotations[SAFE_TO_EVICT] == "false"
+    idle = (await core.list_namespaced_pod(worker_namespace,
+                                           label_selector=f"{r.LABEL_POOL_STATE}={r.POOL_STATE_IDLE}")).items
+    assert idle and all(p.metadata.annotations[SAFE_TO_EVICT] == "true" for p in idle)
+    # The summary condition: what `kubectl wait --for=condition=Ready` waits for.
+    waited = kubectl(cluster, "-n", worker_namespace, "wait", "--for=condition=Ready", "streamingsession/warm-1",
+                     "--timeout=20s")
+    assert waited.returncode == 0, waited.stderr
+    summary = condition(await get_session(kube, worker_namespace, "warm-1"), r.Condition.READY)
+    assert summary["reason"] == "SessionReady" and summary["observedGeneration"] == session["metadata"]["generation"]
 
     # The pool refills behind the claim.
     status = await wait_for_ready_workers(kube, worker_namespace, 2)
     assert status["claimed"] == 1
-    assert condition({"status": status}, r.Condition.POOL_READY)["status"] == "True"
+    assert condition({"status": status}, r.Condition.READY)["status"] == "True"
 
     # The session's deletion takes its worker with it (no reuse by a later session).
     await CustomObjectsApi(kube).delete_namespaced_custom_object(r.GROUP, r.VERSION, worker_namespace,

@@ -44,7 +44,7 @@ class FestivalSynthesizer(SpeechSynthesizer):
                        if any((family / voice).is_dir() for family in voices_dir.glob("*"))}
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
-        self._scratch = Path(tempfile.mkdtemp(prefix="lingo-festival-"))
+        self._scratch: Path | None = None  # made with the first sentence, removed by close()
 
     def supports(self, language: str) -> bool:
         return base_language(language) in self.voices
@@ -68,6 +68,8 @@ class FestivalSynthesizer(SpeechSynthesizer):
 
     def synthesize(self, text: str, language: str, voice: str | None = None, rate: int | None = None) -> Synthesized:
         festival_voice = self.voices[base_language(language)]
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="lingo-festival-"))
         path = self._scratch / "utterance.wav"
         quoted = text.replace("\\", " ").replace('"', "'")
         command = (f'(voice_{festival_voice})\n(utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{path}" '
@@ -97,7 +99,9 @@ class FestivalSynthesizer(SpeechSynthesizer):
 
     def close(self) -> None:
         self._stop_process()
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def _stop_process(self) -> None:
         process, self._process = self._process, None
