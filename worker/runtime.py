@@ -158,6 +158,9 @@ class WorkerRuntime:
         self.pipeline = TranslationPipeline(self.engines, self.task, self.emit, self._publish_tracks,
                                             on_speech=self._speech)
         await self._warm_up(self.task)
+        # The first WebRTC object starts the LiveKit SDK's media runtime (measured 25-70 ms):
+        # made here, that cost stays off the first join, which a pooled worker's claim waits for.
+        self._media_runtime = rtc.AudioSource(48000, 1)
         self.engines_warm = True
 
     def assign_session(self, room: str, worker_token: str, source_language: str, target_languages: list[str]) -> None:
