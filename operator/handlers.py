@@ -34,6 +34,7 @@ from .session_status import SessionGone, TERMINAL_PHASES, condition_true, get_co
 from .tokens_secret import tokens_secret_manifest
 from .worker_claim import HandoverFailed, claim_idle_pod, claimed_pod_of, hand_over, pool_profiles
 from .worker_pod import worker_pod_manifest
+from .worker_pool import pod_ready
 
 SESSIONS = dict(group=r.GROUP, version=r.VERSION, plural=r.SESSION_PLURAL)
 WORKER_PODS = dict(labels={r.LABEL_MANAGED_BY: r.MANAGED_BY, r.LABEL_COMPONENT: r.WORKER_COMPONENT})
@@ -367,7 +368,7 @@ async def expire_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
     except LiveKitUnavailable as exc:
         metrics.LIVEKIT_ERRORS.labels("delete_room").inc()
         raise kopf.TemporaryError(f"cannot delete room of expired session: {exc}", delay=backoff(memo.config, retry))
-    for pod in {r.worker_pod_name(name), (body.get("status") or {}).get("workerPodName") or r.worker_pod_name(name)}:
+    for pod in {r.worker_pod_name(name), (body.get("status") or {}).get("workerPodName")} - {None}:
         await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), pod, namespace)
     await delete_ignoring_missing(
         lambda n, ns: memo.core.delete_namespaced_secret(n, ns), r.tokens_secret_name(name), namespace
@@ -452,8 +453,7 @@ async def session_deleted(body, memo: kopf.Memo, logger, retry: int, **_):
 def worker_condition(pod: dict) -> tuple[bool, str, str]:
     status = pod.get("status") or {}
     phase = status.get("phase", "Pending")
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-    if ready:
+    if pod_ready(pod):
         return True, "WorkerReady", "worker is serving the control API"
     if phase == "Failed":
         return False, "WorkerFailed", status.get("message") or "worker pod failed"

@@ -1,15 +1,16 @@
-"""What marks an object as a session's own: the controller owner reference and common labels."""
+"""What marks an object as a session's (or a pool's) own: the controller owner reference and
+common labels."""
 
 from __future__ import annotations
 
 from lingo_api import resources as r
 
 
-def owner_reference(session: dict) -> dict:
-    meta = session["metadata"]
+def owner_reference(owner: dict, kind: str = r.SESSION_KIND) -> dict:
+    meta = owner["metadata"]
     return {
         "apiVersion": r.API_VERSION,
-        "kind": r.SESSION_KIND,
+        "kind": kind,
         "name": meta["name"],
         "uid": meta["uid"],
         "controller": True,

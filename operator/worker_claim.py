@@ -15,7 +15,6 @@ starts a cold worker instead.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 
 import aiohttp
@@ -133,12 +132,11 @@ async def _call_claim(core, http, session, pod, room, tokens_secret_data, source
         claim_token = await _claim_token(core, meta["namespace"], pool)
         if pool_uid:
             _CLAIM_TOKENS[(meta["namespace"], pool, pool_uid)] = claim_token
-    decoded = {k: base64.b64decode(v).decode() for k, v in tokens_secret_data.items()}
+    clients = r.client_tokens_from_secret(tokens_secret_data)
     body = {
         "session": meta["name"], "namespace": meta["namespace"], "room": room,
-        "worker_token": decoded[r.SECRET_WORKER_TOKEN],
-        "client_tokens": [*json.loads(decoded[r.SECRET_PUBLISHER_TOKENS]),
-                          *json.loads(decoded[r.SECRET_SUBSCRIBER_TOKENS])],
+        "worker_token": base64.b64decode(tokens_secret_data[r.SECRET_WORKER_TOKEN]).decode(),
+        "client_tokens": [*clients["publisher"], *clients["subscriber"]],
         "source_language": source_language, "target_languages": target_languages,
     }
     try:

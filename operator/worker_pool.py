@@ -21,6 +21,7 @@ from lingo_api import resources as r
 
 from .config import OperatorConfig
 from .kube import create_or_get, delete_ignoring_missing
+from .ownership import owner_reference
 from .worker_pod import METRICS_ANNOTATIONS, SAFE_TO_EVICT, secret_env, worker_pod_spec
 
 log = logging.getLogger("lingo.operator")
@@ -31,12 +32,6 @@ log = logging.getLogger("lingo.operator")
 TEMPLATE_POD_FIELDS = ("nodeSelector", "tolerations", "affinity", "runtimeClassName", "priorityClassName",
                        "topologySpreadConstraints", "serviceAccountName", "schedulerName", "imagePullSecrets",
                        "terminationGracePeriodSeconds", "dnsConfig", "hostAliases", "volumes")
-
-
-def pool_owner_reference(pool: dict) -> dict:
-    meta = pool["metadata"]
-    return {"apiVersion": r.API_VERSION, "kind": r.POOL_KIND, "name": meta["name"], "uid": meta["uid"],
-            "controller": True, "blockOwnerDeletion": True}
 
 
 def pool_labels(pool_name: str) -> dict[str, str]:
@@ -56,7 +51,7 @@ def claim_secret_manifest(pool: dict) -> dict:
     return {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": r.pool_claim_secret_name(meta["name"]), "namespace": meta["namespace"],
-                     "labels": pool_labels(meta["name"]), "ownerReferences": [pool_owner_reference(pool)]},
+                     "labels": pool_labels(meta["name"]), "ownerReferences": [owner_reference(pool, r.POOL_KIND)]},
         "data": {r.SECRET_CLAIM_TOKEN: base64.b64encode(secrets.token_urlsafe(32).encode()).decode()},
     }
 
@@ -94,7 +89,7 @@ def pooled_worker_manifest(pool: dict, config: OperatorConfig) -> dict:
             "labels": {**(template_meta.get("labels") or {}), **pool_labels(name),
                        r.LABEL_POOL_STATE: r.POOL_STATE_IDLE},
             "annotations": {**(template_meta.get("annotations") or {}), **METRICS_ANNOTATIONS, SAFE_TO_EVICT: "true"},
-            "ownerReferences": [pool_owner_reference(pool)],
+            "ownerReferences": [owner_reference(pool, r.POOL_KIND)],
         },
         "spec": pod_spec,
     }

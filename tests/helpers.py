@@ -75,6 +75,13 @@ async def wait_for_phase(kube, namespace: str, name: str, phase: str, timeout: f
     return await eventually(probe, timeout, what=f"{namespace}/{name} to be {phase}")
 
 
+async def worker_ready(kube, namespace: str, name: str) -> dict | None:
+    """The session if its WorkerReady condition is True, else None (for `eventually`)."""
+    session = await get_session(kube, namespace, name)
+    conditions = {c["type"]: c for c in (session.get("status") or {}).get("conditions") or []}
+    return session if conditions.get(r.Condition.WORKER_READY, {}).get("status") == "True" else None
+
+
 def condition(session: dict, ctype: str) -> dict:
     return next(c for c in session["status"]["conditions"] if c["type"] == ctype)
 

@@ -8,7 +8,7 @@ import pytest
 
 from lingo_api import resources as r
 
-from .helpers import create_session, eventually, get_session, read_tokens, wait_for_phase
+from .helpers import create_session, eventually, read_tokens, wait_for_phase, worker_ready
 from .speech import ControlClient, audible_frames, listen_to_track, publish_speech, speech_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet", "facade")]
@@ -25,12 +25,8 @@ async def test_a_pair_translates_end_to_end(kube, worker_namespace, tmp_path, so
                          targetLanguages=[target])
     await wait_for_phase(kube, worker_namespace, "pair", r.Phase.READY)
 
-    async def worker_ready():
-        session = await get_session(kube, worker_namespace, "pair")
-        conditions = {c["type"]: c["status"] for c in session["status"].get("conditions", [])}
-        return session if conditions.get(r.Condition.WORKER_READY) == "True" else None
-
-    status = (await eventually(worker_ready, timeout=90, what="WorkerReady"))["status"]
+    status = (await eventually(lambda: worker_ready(kube, worker_namespace, "pair"), timeout=90,
+                               what="WorkerReady"))["status"]
     tokens = await read_tokens(kube, worker_namespace, "pair")
     samples, rate = speech_wav(tmp_path, text, voice)
     listener, energy = await listen_to_track(status["streamUrl"], tokens["subscriber"][0], f"translation_{target}")

@@ -14,7 +14,7 @@ from livekit import api as livekit_api
 from lingo_api import resources as r
 from lingo_api.session_tokens import TRANSLATOR_IDENTITY_PREFIX
 
-from .helpers import create_session, eventually, get_session, read_tokens, wait_for_phase
+from .helpers import create_session, eventually, read_tokens, wait_for_phase, worker_ready
 from .speech import SENTENCE, ControlClient, audible_frames, listen_to_track, publish_speech, speech_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet", "facade")]
@@ -25,12 +25,7 @@ async def ready_session(kube, worker_namespace):
     await create_session(kube, worker_namespace, "talk", subscriberCount=2, targetLanguages=["es"])
     await wait_for_phase(kube, worker_namespace, "talk", r.Phase.READY)
 
-    async def worker_ready():
-        session = await get_session(kube, worker_namespace, "talk")
-        conditions = {c["type"]: c for c in session["status"].get("conditions", [])}
-        return session if conditions.get(r.Condition.WORKER_READY, {}).get("status") == "True" else None
-
-    session = await eventually(worker_ready, timeout=90, what="WorkerReady")
+    session = await eventually(lambda: worker_ready(kube, worker_namespace, "talk"), timeout=90, what="WorkerReady")
     tokens = await read_tokens(kube, worker_namespace, "talk")
     return session, tokens
 

@@ -19,7 +19,7 @@ from lingo_api import resources as r
 
 from lingo_operator.worker_pod import SAFE_TO_EVICT
 
-from .helpers import condition, create_session, eventually, get_session, gone, kubectl
+from .helpers import condition, create_session, eventually, get_session, gone, kubectl, worker_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet")]
 
@@ -43,13 +43,6 @@ async def wait_for_ready_workers(kube, namespace: str, count: int, name: str = "
         return status if status.get("ready", 0) >= count else None
 
     return await eventually(probe, timeout=timeout, interval=0.5, what=f"{count} ready workers in pool {name}")
-
-
-async def worker_ready(kube, namespace: str, name: str) -> dict | None:
-    session = await get_session(kube, namespace, name)
-    conditions = {c["type"]: c for c in (session.get("status") or {}).get("conditions") or []}
-    ready = conditions.get(r.Condition.WORKER_READY, {})
-    return session if ready.get("status") == "True" else None
 
 
 async def translator_in_room(livekit, room: str) -> bool:

@@ -12,7 +12,7 @@ from livekit import api as livekit_api
 
 from lingo_api import resources as r
 
-from ..helpers import create_session, delete_and_wait, eventually, get_session, gone, wait_for_phase
+from ..helpers import create_session, delete_and_wait, eventually, get_session, gone, wait_for_phase, worker_ready
 
 
 async def _events(kube, namespace: str, name: str) -> set[str]:
@@ -78,13 +78,8 @@ async def test_a_crash_between_claim_and_hand_over_keeps_the_claim(stack):
     await eventually(lambda: asyncio.sleep(0, result=not crashing.alive()), timeout=30, what="the crash point")
     stack.start_operator()
 
-    async def claimed_ready():
-        current = await get_session(stack.kube, stack.namespace, "claim-crash")
-        ready = next((c for c in (current.get("status") or {}).get("conditions") or []
-                      if c["type"] == r.Condition.WORKER_READY), {})
-        return current if ready.get("status") == "True" else None
-
-    current = await eventually(claimed_ready, timeout=60, what="WorkerReady after the restart")
+    current = await eventually(lambda: worker_ready(stack.kube, stack.namespace, "claim-crash"), timeout=60,
+                               what="WorkerReady after the restart")
     assert next(c for c in current["status"]["conditions"] if c["type"] == r.Condition.WORKER_READY)["reason"] \
         == "WorkerClaimed"
     claims = (await core.list_namespaced_pod(
