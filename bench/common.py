@@ -35,6 +35,54 @@ def loopback_stack(facade_namespace: str, with_kubelet: bool):
         cluster.cleanup()
 
 
+def process_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds used so far), from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit():
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+        except OSError:
+            continue
+    return table
+
+
+def worker_pids(env_marker: bytes) -> list[int]:
+    """The loopback kubelet's worker processes whose environment holds `env_marker`
+    (b"LINGO_POOL=": idle pooled workers; b"LINGO_ROOM=": sessions' own workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and env_marker in (entry / "environ").read_bytes() \
+                    and b"lingo-worker" in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def process_tree(pid: int, table: dict) -> list[int]:
+    """A worker and its engine processes (Apertium, Festival)."""
+    children = [p for p, (parent, _) in table.items() if parent == pid]
+    return [pid, *(q for child in children for q in process_tree(child, table))]
+
+
+def tree_cpu_seconds(pid: int, table: dict) -> float:
+    return sum(table[p][1] for p in process_tree(pid, table))
+
+
+def tree_rss_mb(pid: int) -> float:
+    total = 0.0
+    for p in process_tree(pid, process_table()):
+        try:
+            total += next(int(line.split()[1]) for line in Path(f"/proc/{p}/status").read_text().splitlines()
+                          if line.startswith("VmRSS:")) / 1024
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

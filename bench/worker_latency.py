@@ -26,7 +26,8 @@ from lingo_loopback.stack import register_client
 from lingo_worker.audio_output import track_name
 
 from . import speech
-from .common import loopback_stack, machine, summary, write_results
+from .common import (loopback_stack, machine, process_table, summary, tree_cpu_seconds, tree_rss_mb, worker_pids,
+                     write_results)
 
 NAMESPACE = "bench"
 SENTENCES = [
@@ -109,6 +110,7 @@ async def run(facade: str, secret: str, rounds: int, language: str, source: str 
         frame = rate // 100
         silence = np.zeros(int(rate * PAUSE_SECONDS), dtype=np.int16)
         ends: list[float] = []
+        speaking_from = time.monotonic()
         for samples, _ in clips:
             for chunk_source in (samples, silence):
                 for start in range(0, len(chunk_source) - frame + 1, frame):
@@ -131,7 +133,31 @@ async def run(facade: str, secret: str, rounds: int, language: str, source: str 
         onset = next((t for t in listener.onsets if end < t < limit), None)
         if onset is not None:
             client_ms.append((onset - end) * 1000)
-    return {"segments": len(ends), "client_ms": client_ms, "timings": timings, "texts": texts}
+    return {"segments": len(ends), "client_ms": client_ms, "timings": timings, "texts": texts,
+            "speaking": [(speaking_from, ends[-1] if ends else speaking_from)]}
+
+
+async def sample_worker_cpu(samples: list) -> None:
+    """Every half second: (time, CPU seconds, RSS MB) of each session's worker process tree."""
+    while True:
+        table = await asyncio.to_thread(process_table)
+        pids = await asyncio.to_thread(worker_pids, b"LINGO_ROOM=")
+        rss = {pid: await asyncio.to_thread(tree_rss_mb, pid) for pid in pids}
+        samples.append((time.monotonic(), {pid: tree_cpu_seconds(pid, table) for pid in pids if pid in table}, rss))
+        await asyncio.sleep(0.5)
+
+
+def worker_usage_while_speaking(samples: list, speaking: list[tuple[float, float]]) -> dict:
+    """Mean CPU (% of a core) per worker from the first sentence to the last one's end, and the
+    largest RSS seen then."""
+    start, end = min(s for s, _ in speaking), max(e for _, e in speaking)
+    window = [s for s in samples if start <= s[0] <= end]
+    if len(window) < 2:
+        return {"cpu_percent": [], "rss_mb": []}
+    (t0, cpu0, _), (t1, cpu1, _) = window[0], window[-1]
+    pids = [pid for pid in cpu0 if pid in cpu1]
+    return {"cpu_percent": [round((cpu1[pid] - cpu0[pid]) / (t1 - t0) * 100, 1) for pid in pids],
+            "rss_mb": [round(max(s[2].get(pid, 0) for s in window)) for pid in pids]}
 
 
 def main() -> None:
@@ -142,13 +168,18 @@ def main() -> None:
     args = parser.parse_args()
 
     async def all_sessions(facade: str, secret: str) -> dict:
+        sampling = asyncio.create_task(sample_worker_cpu(usage_samples))
         runs = await asyncio.gather(*(run(facade, secret, args.rounds, args.language) for _ in range(args.sessions)))
+        sampling.cancel()
         return {key: sum((r[key] for r in runs), [] if key != "segments" else 0) for key in runs[0] if key != "texts"}
+
+    usage_samples: list[tuple[float, dict[int, float], dict[int, float]]] = []
 
     with loopback_stack(NAMESPACE, with_kubelet=True) as (cluster, facade):
         secret = register_client(cluster, NAMESPACE, "bench", max_sessions=10)
         raw = asyncio.run(all_sessions(facade, secret))
     lang, timings = args.language, raw["timings"]
+    usage = worker_usage_while_speaking(usage_samples, raw["speaking"])
     # pipeline_timings carries Palabra's flat {name: value}; per-language stages are "<stage>.<lang>".
     worker_ms = [t[f"end_of_speech_to_audio_ms.{lang}"] for t in timings if f"end_of_speech_to_audio_ms.{lang}" in t]
     stages = {
@@ -168,7 +199,7 @@ def main() -> None:
     results = {"benchmark": "worker_latency", "machine": machine(), "language": lang, "sessions": args.sessions,
                "segments": raw["segments"], "translated_segments": len(timings), "client_observed_ms": client,
                "worker_observed_ms": worker, "stage_ms": stages, "real_time_factor": rtf,
-               "target_ms": {"p50": TARGET_P50_MS, "p95": TARGET_P95_MS},
+               "target_ms": {"p50": TARGET_P50_MS, "p95": TARGET_P95_MS}, "worker_usage": usage,
                "note": "includes the VAD's end-of-segment silence (400 ms, shrinking with longer speech)"}
     stage_rows = "\n".join(f"| {k} | {v['p50']} | {v['p95']} | {v['max']} |" for k, v in stages.items())
     rtf_rows = "\n".join(f"| {k} | {v['p50']} | {v['p95']} |" for k, v in rtf.items())
@@ -182,6 +213,9 @@ def main() -> None:
 Both include the silence the VAD waits for before closing a segment (400 ms, shrinking by 50 ms
 per second of speech to 200 ms).
 {len(timings)} of {raw['segments']} sentences produced translated speech.
+
+Each worker (with its Apertium and Festival processes) while its publisher spoke (sentences with
+{PAUSE_SECONDS:g} s pauses): CPU {usage['cpu_percent']} % of a core, RSS {usage['rss_mb']} MB.
 
 | stage | p50 ms | p95 ms | max ms |
 |---|---|---|---|

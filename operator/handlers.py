@@ -32,7 +32,7 @@ from .pool_handlers import stop_pools
 from .room_watch import RoomWatch, max_participants, room_metadata
 from .session_status import SessionGone, TERMINAL_PHASES, condition_true, get_condition, set_condition, update_status
 from .tokens_secret import tokens_secret_manifest
-from .worker_claim import HandoverFailed, claim_idle_pod, claimed_pod_of, hand_over, pool_profiles
+from .worker_claim import HandoverFailed, adopt, claim_idle_pod, claimed_pod_of, hand_over, pool_profiles
 from .worker_pod import worker_pod_manifest
 from .worker_pool import pod_ready
 
@@ -69,6 +69,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     memo.http = aiohttp.ClientSession()  # to pooled workers' claim endpoint
     # WorkerPools (pool_handlers.py): latest spec, keeper task and wake-up event per (namespace, pool).
     memo.pools, memo.pool_tasks, memo.pool_wakeups = {}, {}, {}
+    memo.readiness_followers = {}  # pod uid -> task waiting on a starting worker's /readyz
     memo.room_watch = RoomWatch(memo.rooms, memo.custom, memo.core, list(memo.get("watch_namespaces") or []),
                                 interval=config.room_watch_interval_seconds,
                                 orphan_grace=config.orphan_room_grace_seconds)
@@ -81,6 +82,9 @@ async def cleanup(memo: kopf.Memo, **_):
     memo.room_watch_task.cancel()
     await asyncio.gather(memo.room_watch_task, return_exceptions=True)
     await stop_pools(memo)
+    for task in list(memo.readiness_followers.values()):
+        task.cancel()
+    await asyncio.gather(*memo.readiness_followers.values(), return_exceptions=True)
     await memo.rooms.close()
     await memo.http.close()
     await memo.k8s.close()
@@ -118,6 +122,19 @@ def _parse_spec(spec) -> SessionSpec:
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
 
 
+async def together(*steps):
+    """Await independent steps at once; if one fails, the others are cancelled and its error is
+    raised as it is (asyncio.gather would leave them running)."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 # Longer names cannot be label values on the session's Secret and Pod (the CRD refuses them too).
 MAX_SESSION_NAME = 63
 
@@ -137,6 +154,7 @@ class SessionWorker:
     created: bool = False
     endpoint: str = ""
     dry_pools: list[str] = field(default_factory=list)  # pools of the profile that had no idle worker
+    adopt: object = None  # a claimed worker's adoption (operator/worker_claim.py), still to be awaited
 
     @property
     def message(self) -> str:
@@ -147,31 +165,55 @@ def claimed_message(pod_name: str, pool: str) -> str:
     return f"worker {pod_name} from pool {pool} joined the room"
 
 
-async def ensure_worker(memo: kopf.Memo, session: dict, spec: SessionSpec, room: str, secret_data) -> SessionWorker:
-    """The session's worker: the pooled one it claimed before, its cold one, a newly claimed
-    pooled one, or else a new cold one, in that order (operator/worker_claim.py)."""
-    meta, core = session["metadata"], memo.core
-    namespace, cold_name = meta["namespace"], r.worker_pod_name(meta["name"])
-    pod, dry_pools = await claimed_pod_of(core, session), []
-    if pod is None:
+@dataclass
+class WorkerLookup:
+    """What exists for a session's worker before anything is made: found while the room is created."""
+
+    claimed: dict | None  # a pooled pod this session claimed before (an operator restart, a retry)
+    cold_exists: bool  # its own cold pod
+    profiles: dict[str, str]  # pool -> profile, for the namespace's pools
+
+
+async def look_up_worker(memo: kopf.Memo, session: dict) -> WorkerLookup:
+    meta = session["metadata"]
+
+    async def cold_exists() -> bool:
         try:
-            await core.read_namespaced_pod(cold_name, namespace)
-            return SessionWorker(cold_name)
+            await memo.core.read_namespaced_pod(r.worker_pod_name(meta["name"]), meta["namespace"])
+            return True
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        profiles = await pool_profiles(memo.custom, namespace)
-        if spec.worker_profile in profiles.values():
-            pod = await claim_idle_pod(core, session, spec.worker_profile, profiles)
-            if pod is None:
-                dry_pools = sorted(p for p, profile in profiles.items() if profile == spec.worker_profile)
+            return False
+
+    return WorkerLookup(*await asyncio.gather(claimed_pod_of(memo.core, session), cold_exists(),
+                                              pool_profiles(memo.custom, meta["namespace"])))
+
+
+async def claim_for(memo: kopf.Memo, session: dict, spec: SessionSpec, found: WorkerLookup) -> tuple[dict | None, list[str]]:
+    """The pooled pod this session has or now claims (None: it needs a cold one), and the pools
+    of its profile that had no idle worker."""
+    if found.claimed is not None or found.cold_exists or spec.worker_profile not in found.profiles.values():
+        return found.claimed, []
+    pod = await claim_idle_pod(memo.core, session, spec.worker_profile, found.profiles)
+    dry = [] if pod else sorted(p for p, profile in found.profiles.items() if profile == spec.worker_profile)
+    return pod, dry
+
+
+async def ensure_worker(memo: kopf.Memo, session: dict, spec: SessionSpec, room: str, secret_data,
+                        pod: dict | None, dry_pools: list[str]) -> SessionWorker:
+    """The session's worker: the pooled one it claimed (handed the session now; in the room when
+    this returns), or else its own cold pod (operator/worker_claim.py)."""
+    meta, core = session["metadata"], memo.core
+    namespace, cold_name = meta["namespace"], r.worker_pod_name(meta["name"])
     if pod is not None:
         pool, name = pod["metadata"]["labels"].get(r.LABEL_POOL, ""), pod["metadata"]["name"]
         try:
             await hand_over(core, memo.http, session, pod, room, secret_data, spec.source_language,
                             spec.target_languages)
             metrics.WORKERS_CLAIMED.labels("claimed").inc()
-            return SessionWorker(name, pool=pool, endpoint=f"{pod['status']['podIP']}:{r.WORKER_PORT}")
+            return SessionWorker(name, pool=pool, endpoint=f"{pod['status']['podIP']}:{r.WORKER_PORT}",
+                                 adopt=adopt(core, session, pod))
         except HandoverFailed as exc:
             metrics.WORKERS_CLAIMED.labels("handover_failed").inc()
             await post_event(core, session, "ClaimFailed", f"{exc}; starting a worker of its own", warning=True)
@@ -231,13 +273,16 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
         now = time.perf_counter()
         timings[step], clock = (now - clock) * 1000, now
 
-    # 1. The LiveKit room. Nothing else is made until it exists, so an outage leaves no debris.
+    # 1. The LiveKit room. Nothing else is made until it exists, so an outage leaves no debris;
+    # meanwhile, what exists of the session's worker is looked up (reads only).
+    lookup = asyncio.create_task(look_up_worker(memo, session))
     try:
         await memo.rooms.ensure_room(
             room, empty_timeout=int(remaining) + 60, max_participants=max_participants(body["spec"]),
             metadata=room_metadata(namespace, name, meta["uid"]),
         )
     except LiveKitUnavailable as exc:
+        lookup.cancel()
         metrics.LIVEKIT_ERRORS.labels("create_room").inc()
         message = str(exc)
 
@@ -248,27 +293,37 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
         await _emit(memo, body, await update_status(memo.custom, namespace, name, unavailable), "LiveKitUnavailable",
                     message, warning=True)
         raise kopf.TemporaryError(message, delay=backoff(config, retry)) from exc
+    except BaseException:
+        lookup.cancel()
+        raise
+    found = await lookup
     lap("room")
 
-    # 2. The tokens Secret (adopted as-is if a previous attempt already wrote it).
+    # 2. The tokens Secret (adopted as-is if a previous attempt already wrote it) and, at the
+    # same time, the claim of an idle pooled worker (its label; a retry finds it by that label).
     secret_body = tokens_secret_manifest(session, spec, config, room, expires_at)
     lap("tokens")
-    secret, _ = await create_or_get(
-        lambda ns, b: memo.core.create_namespaced_secret(ns, b),
-        lambda n, ns: memo.core.read_namespaced_secret(n, ns),
-        namespace, secret_body["metadata"]["name"], secret_body,
+    (secret, _), (pooled_pod, dry_pools) = await together(
+        create_or_get(
+            lambda ns, b: memo.core.create_namespaced_secret(ns, b),
+            lambda n, ns: memo.core.read_namespaced_secret(n, ns),
+            namespace, secret_body["metadata"]["name"], secret_body,
+        ),
+        claim_for(memo, session, spec, found),
     )
     lap("secret")
 
-    # 3. The worker: one claimed from a pool (in the room when the claim returns), else a
-    # cold pod of its own, whose readiness the pod watcher below reports.
-    worker = await ensure_worker(memo, session, spec, room, secret.data)
+    # 3. The worker: the claimed one is handed the session (in the room when that returns), or
+    # a cold pod of its own starts, whose readiness it reports (worker_ready_report below).
+    worker = await ensure_worker(memo, session, spec, room, secret.data, pooled_pod, dry_pools)
     described["workerPodName"] = worker.pod_name
     lap("pod")
 
-    # 4. Events for what this pass brought about, then one status write for all of it (the pod
-    # watcher may already have set WorkerReady). Events go first: a crash between the two
-    # repeats the pass and its events rather than losing them.
+    # 4. One status write for all of it (the pod watcher may already have set WorkerReady), with
+    # the events for what this pass brought about and a claimed worker's adoption (owner and
+    # labels) at the same time: the worker is in the room already, and the facade answers the
+    # POST on this status. A crash in the middle of them can lose an event (best effort, as
+    # Kubernetes events are); the status and the adoption are redone by the retried pass.
     status_seen = body.get("status") or {}
     announcements = [
         (r.Condition.ROOM_READY, "RoomCreated", f"LiveKit room {room} exists"),
@@ -284,9 +339,6 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
         events.append(("WorkerClaimed", worker.message, False))
     elif worker.created or get_condition(status_seen, r.Condition.WORKER_READY) is None:
         events.append(("WorkerCreated", f"worker pod {worker.pod_name} created", False))
-    await asyncio.gather(*(post_event(memo.core, body, *event) for event in events))
-    lap("events")
-
     def provisioned(status: dict, _) -> bool:
         """Returns whether a claimed worker's WorkerReady flipped here (for the histogram)."""
         status.update(described)
@@ -299,7 +351,10 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
             set_condition(status, r.Condition.WORKER_READY, False, "WorkerStarting", "worker pod is starting")
         return False
 
-    if await update_status(memo.custom, namespace, name, provisioned):
+    flipped, *_ = await together(update_status(memo.custom, namespace, name, provisioned),
+                                 *(post_event(memo.core, body, *event) for event in events),
+                                 *filter(None, [worker.adopt]))
+    if flipped:
         metrics.WORKER_READY_SECONDS.labels("claimed").observe(_seconds_since(meta["creationTimestamp"]))
     crash_point("reconcile.status_written")
     lap("status")
@@ -470,21 +525,30 @@ def worker_condition(pod: dict) -> tuple[bool, str, str]:
 
 @kopf.on.event("", "v1", "pods", **WORKER_PODS)
 async def worker_pod_event(event, body, memo: kopf.Memo, logger, **_):
-    session_name = body["metadata"].get("labels", {}).get(r.LABEL_SESSION)
-    namespace = body["metadata"]["namespace"]
+    meta = body["metadata"]
+    session_name = meta.get("labels", {}).get(r.LABEL_SESSION)
     if not session_name:
         return
-    if event.get("type") == "DELETED":
+    deleted = event.get("type") == "DELETED"
+    if deleted:
         ready, reason, message = False, "WorkerDeleted", "worker pod was deleted"
     else:
         ready, reason, message = worker_condition(body)
     pod_ip = (body.get("status") or {}).get("podIP")
-    pod_name = body["metadata"]["name"]
-    pool = body["metadata"]["labels"].get(r.LABEL_POOL)
+    pool = meta["labels"].get(r.LABEL_POOL)
     if ready and pool:  # a claimed worker: in the room since its claim (the reconciler posts the event)
-        reason, message = "WorkerClaimed", claimed_message(pod_name, pool)
+        reason, message = "WorkerClaimed", claimed_message(meta["name"], pool)
+    ended = deleted or (body.get("status") or {}).get("phase") in ("Failed", "Succeeded")
+    follow_readiness(memo, logger, body, wanted=not (ended or ready or pool or meta.get("deletionTimestamp")))
+    await record_worker_state(memo, logger, meta, pod_ip, ready, reason, message, ended)
 
-    ended = event.get("type") == "DELETED" or (body.get("status") or {}).get("phase") in ("Failed", "Succeeded")
+
+async def record_worker_state(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: str | None, ready: bool, reason: str,
+                              message: str, ended: bool) -> None:
+    """Write what a session's worker pod is doing into the session's WorkerReady condition (with
+    an event when it flips), and give the session a new worker if this one ended."""
+    namespace, pod_name = pod_meta["namespace"], pod_meta["name"]
+    session_name, pool = pod_meta["labels"][r.LABEL_SESSION], pod_meta["labels"].get(r.LABEL_POOL)
     current = False  # whether this pod is the session's worker, in a session that goes on
 
     def apply(status: dict, session: dict):
@@ -518,3 +582,45 @@ async def worker_pod_event(event, body, memo: kopf.Memo, logger, **_):
                                                                 session_name)
         if (latest.get("status") or {}).get("phase") == r.Phase.READY:
             await replace_worker_if_gone(memo, latest, logger, "WorkerReplaced")
+
+
+# -- readiness reported by the worker -------------------------------------------------------
+
+READY_WAIT_SECONDS = 50  # per request; the worker allows up to 60
+
+
+def follow_readiness(memo: kopf.Memo, logger, pod: dict, wanted: bool) -> None:
+    """A starting cold worker is asked to report its readiness (`GET /readyz?wait=`), answered
+    the moment it has joined with engines loaded, so WorkerReady does not wait for the kubelet's
+    next probe and its status round trips. The probe still decides the pod's Ready condition."""
+    uid, pod_ip = pod["metadata"]["uid"], (pod.get("status") or {}).get("podIP")
+    following = memo.readiness_followers.get(uid)
+    running = any("running" in (c.get("state") or {}) for c in (pod.get("status") or {}).get("containerStatuses") or [])
+    if not wanted or not pod_ip or not running:
+        if following and not wanted:
+            following.cancel()
+        return
+    if following is None or following.done():
+        memo.readiness_followers[uid] = asyncio.create_task(
+            _await_worker_ready(memo, logger, pod["metadata"], pod_ip), name=f"readiness-{pod['metadata']['name']}")
+
+
+async def _await_worker_ready(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: str) -> None:
+    url = f"http://{pod_ip}:{r.WORKER_PORT}/readyz"
+    try:
+        while True:
+            try:
+                async with memo.http.get(url, params={"wait": str(READY_WAIT_SECONDS)},
+                                         timeout=aiohttp.ClientTimeout(total=READY_WAIT_SECONDS + 10)) as response:
+                    if response.status == 200:
+                        break
+                    if response.status != 503:  # not a worker that can wait: leave it to the probe
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                await asyncio.sleep(0.1)  # not listening yet (process starting)
+        await record_worker_state(memo, logger, pod_meta, pod_ip, True, "WorkerReady",
+                                  "worker joined the room with its engines loaded", ended=False)
+    except Exception:  # the pod watcher and the probe remain; this is only the fast path
+        logger.exception("readiness of worker %s not followed", pod_meta["name"])
+    finally:
+        memo.readiness_followers.pop(pod_meta["uid"], None)

@@ -90,7 +90,7 @@ async def claim_idle_pod(core: CoreV1Api, session: dict, profile: str, profiles:
 
 async def hand_over(core: CoreV1Api, http: aiohttp.ClientSession, session: dict, pod: dict, room: str,
                     tokens_secret_data: dict[str, str], source_language: str, target_languages: list[str]) -> None:
-    """Steps 2 and 3 for a pod this session has claimed."""
+    """Step 2 for a pod this session has claimed."""
     meta, name = session["metadata"], pod["metadata"]["name"]
     namespace = meta["namespace"]
     crash_point("claim.labelled")
@@ -99,9 +99,13 @@ async def hand_over(core: CoreV1Api, http: aiohttp.ClientSession, session: dict,
     except HandoverFailed:
         await delete_ignoring_missing(lambda n, ns: core.delete_namespaced_pod(n, ns), name, namespace)
         raise
+
+
+async def adopt(core: CoreV1Api, session: dict, pod: dict) -> None:
+    """Step 3, once the worker is in the room: the pod becomes the session's."""
     labels = {**session_labels(session, r.WORKER_COMPONENT), r.LABEL_POOL_STATE: r.POOL_STATE_CLAIMED}
     # A merge patch replaces the owner list (a strategic one would add the session beside the pool).
-    await core.patch_namespaced_pod(name, namespace, {"metadata": {
+    await core.patch_namespaced_pod(pod["metadata"]["name"], session["metadata"]["namespace"], {"metadata": {
         "labels": labels, "annotations": {SAFE_TO_EVICT: "false"}, "ownerReferences": [owner_reference(session)]}},
         _content_type=MERGE_PATCH)
 

@@ -3,18 +3,20 @@ livekit-server, recorded speech in, translated speech and transcripts out, contr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 
 import aiohttp
 import pytest
+from kubernetes_asyncio.client import CoreV1Api
 from livekit import api as livekit_api
 
 from lingo_api import resources as r
 from lingo_api.session_tokens import TRANSLATOR_IDENTITY_PREFIX
 
-from .helpers import create_session, eventually, read_tokens, wait_for_phase, worker_ready
+from .helpers import create_session, delete_and_wait, eventually, read_tokens, wait_for_phase, worker_ready
 from .speech import SENTENCE, ControlClient, audible_frames, listen_to_track, publish_speech, speech_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet", "facade")]
@@ -145,3 +147,55 @@ async def test_worker_rejoins_after_losing_the_room(ready_session, livekit):
             return identity in await worker_identities()
 
         await eventually(back, timeout=30, what="worker back in the room")
+
+
+async def test_a_cold_worker_joins_while_loading_and_translates_early_speech(kube, worker_namespace, livekit, tmp_path):
+    """A session's own worker is in the room before its engines are ready, says when it is ready
+    through `/readyz?wait=` (what the operator waits on), and speech that arrives while it loads
+    is translated, not lost."""
+    samples, rate = speech_wav(tmp_path, SENTENCE)
+    await create_session(kube, worker_namespace, "early", targetLanguages=["es"])
+    session = await wait_for_phase(kube, worker_namespace, "early", r.Phase.READY)
+    tokens = await read_tokens(kube, worker_namespace, "early")
+    room, core = session["status"]["roomName"], CoreV1Api(kube)
+
+    async def pod_ip():
+        pod = await core.read_namespaced_pod(r.worker_pod_name("early"), worker_namespace)
+        running = any(s.state.running for s in pod.status.container_statuses or [])
+        return pod.status.pod_ip if running else None
+
+    readyz = f"http://{await eventually(pod_ip, what='worker running')}:{r.WORKER_PORT}/readyz"
+    async with aiohttp.ClientSession() as http, \
+            livekit_api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
+        async def listening():
+            try:
+                async with http.get(readyz) as response:
+                    return response.status in (200, 503)
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await eventually(listening, interval=0.02, what="worker listening")
+        for bad in ("soon", "-1", "3600"):
+            async with http.get(readyz, params={"wait": bad}) as response:
+                assert response.status == 400 and (await response.json())["error"]["code"] == "VALIDATION_ERROR"
+        waiting = asyncio.create_task(http.get(readyz, params={"wait": "60"}))
+
+        async def translator_in_room():
+            listing = await lk.room.list_participants(livekit_api.ListParticipantsRequest(room=room))
+            return any(p.identity.startswith(TRANSLATOR_IDENTITY_PREFIX) for p in listing.participants)
+
+        await eventually(translator_in_room, timeout=60, interval=0.02, what="translator in the room")
+        ready_when_joined = not waiting.done()
+        async with http.ws_connect(session["status"]["controlUrl"], params={"token": tokens["subscriber"][0]}) as ws:
+            control = ControlClient(ws)
+            speaker = await publish_speech(session["status"]["streamUrl"], tokens["publisher"][0], samples, rate)
+            try:
+                async with await asyncio.wait_for(waiting, 60) as response:
+                    assert response.status == 200 and (await response.json())["ok"] is True
+                translated = await control.next("translated_transcription", timeout=60)
+                assert "amigo" in translated["transcription"]["text"].lower()
+            finally:
+                await speaker.disconnect()
+    # The join came first: the readiness wait was still open when the translator was in the room.
+    assert ready_when_joined
+    await delete_and_wait(kube, worker_namespace, "early")

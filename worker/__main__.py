@@ -79,6 +79,9 @@ async def serve(settings: WorkerSettings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # A session's own (cold) worker joins its room while the engines load; a pooled one has no
+    # room until its claim.
+    in_room = None if desk else asyncio.create_task(stay_in_room(runtime, stop))
     try:
         try:
             await runtime.load_engines()
@@ -89,9 +92,13 @@ async def serve(settings: WorkerSettings) -> int:
             await _first(stop.wait(), desk.claimed.wait())
             if stop.is_set():
                 return 0
-        await stay_in_room(runtime, stop)
+            in_room = asyncio.create_task(stay_in_room(runtime, stop))
+        await in_room
         return 0
     finally:
+        if in_room is not None and not in_room.done():
+            in_room.cancel()
+            await asyncio.gather(in_room, return_exceptions=True)
         await runtime.shutdown_media()
         await runner.cleanup()
 

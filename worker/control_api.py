@@ -44,6 +44,8 @@ AUTH_TIMEOUT_SECONDS = 10
 MAX_MESSAGE_BYTES = 64 * 1024
 OUTPUT_CHUNK_SECONDS = 0.32
 INVALID_TOKEN = "token was not issued for this session"
+MAX_READY_WAIT_SECONDS = 60
+MAX_READY_WAITERS = 4  # the operator holds one; the port is not for crowds
 
 
 class TaskController(Protocol):
@@ -54,6 +56,8 @@ class TaskController(Protocol):
     async def set_state(self, state: TaskState) -> None: ...
 
     def ready(self) -> tuple[bool, str]: ...
+
+    async def wait_ready(self, timeout: float) -> tuple[bool, str]: ...
 
     def speaker(self, identity: str): ...
 
@@ -351,8 +355,30 @@ def build_control_app(hub: ControlHub) -> web.Application:
     async def healthz(_):
         return web.json_response({"ok": True})
 
-    async def readyz(_):
-        ready, why = hub.controller.ready()
+    waiters = 0
+
+    async def readyz(request: web.Request):
+        """Readiness now, or with `?wait=SECONDS` as soon as it holds: the operator waits on a
+        cold worker this way and reports WorkerReady at the join, not a probe period later."""
+        nonlocal waiters
+        try:
+            wait = float(request.query.get("wait", "0"))
+        except ValueError:
+            wait = -1.0
+        if not 0 <= wait <= MAX_READY_WAIT_SECONDS:
+            return web.json_response({"ok": False, "error": {"code": "VALIDATION_ERROR", "desc": (
+                f"wait must be a number of seconds from 0 to {MAX_READY_WAIT_SECONDS}")}}, status=400)
+        if wait == 0:
+            ready, why = hub.controller.ready()
+        elif waiters >= MAX_READY_WAITERS:
+            return web.json_response({"ok": False, "error": {"code": "TOO_MANY_REQUESTS", "desc": (
+                f"at most {MAX_READY_WAITERS} readiness waits at a time")}}, status=429)
+        else:
+            waiters += 1
+            try:
+                ready, why = await hub.controller.wait_ready(wait)
+            finally:
+                waiters -= 1
         return web.json_response({"ok": ready, "reason": why}, status=200 if ready else 503)
 
     async def metrics_endpoint(_):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -20,6 +21,10 @@ from .pipeline import SpeakerStream, TranslationPipeline
 from .task import TaskState, TaskUpdate, TranslationTask
 
 log = logging.getLogger("lingo.worker")
+
+# Publisher audio that arrives while a cold worker's engines still load is kept (10 ms frames,
+# so about 30 s) and translated once they are ready, not dropped.
+EARLY_AUDIO_FRAMES = 3000
 
 
 @dataclass
@@ -74,6 +79,8 @@ class WorkerRuntime:
                                     target_languages=settings.target_languages)
         self.engines: Engines | None = None
         self.engines_warm = False  # loaded, and warmed for the initial task
+        self.warm = asyncio.Event()  # set with engines_warm
+        self._changed = asyncio.Event()  # pulsed whenever ready() may have changed its answer
         self.pipeline: TranslationPipeline | None = None
         self.room = rtc.Room()
         # Set by the control hub wiring (worker/__main__.py).
@@ -102,6 +109,19 @@ class WorkerRuntime:
         if not self._connected and self.task.state != TaskState.ENDED:
             return False, "not connected to the LiveKit room"
         return True, "ready"
+
+    async def wait_ready(self, timeout: float) -> tuple[bool, str]:
+        try:
+            async with asyncio.timeout(timeout):
+                while not (answer := self.ready())[0]:
+                    await self._changed.wait()
+                return answer
+        except TimeoutError:
+            return self.ready()
+
+    def _readiness_changed(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def update_task(self, update: TaskUpdate, ignored_fields: list[str] | None = None) -> list[str]:
         candidate = self.task.updated(update)
@@ -154,6 +174,7 @@ class WorkerRuntime:
             self.engines = await asyncio.to_thread(build_engines, self.settings.profile, self.settings.model_dir)
         except Exception as exc:
             self._startup_error = f"speech engines unavailable: {exc}"
+            self._readiness_changed()
             raise
         self.pipeline = TranslationPipeline(self.engines, self.task, self.emit, self._publish_tracks,
                                             on_speech=self._speech)
@@ -162,6 +183,8 @@ class WorkerRuntime:
         # made here, that cost stays off the first join, which a pooled worker's claim waits for.
         self._media_runtime = rtc.AudioSource(48000, 1)
         self.engines_warm = True
+        self.warm.set()
+        self._readiness_changed()
 
     def assign_session(self, room: str, worker_token: str, source_language: str, target_languages: list[str]) -> None:
         """A pooled worker's session, from its claim: the room to join and the task to run
@@ -198,7 +221,9 @@ class WorkerRuntime:
                                 rtc.RoomOptions(auto_subscribe=True))
         self._connected = True
         self.joined.set()
+        self._readiness_changed()
         log.info("joined room %s as %s", self.settings.room, self.room.local_participant.identity)
+        await self.warm.wait()  # a cold worker joins while its engines load
         problems = self.engines.check_languages(self.task.source_language, self.task.target_languages)
         if problems:
             log.warning("initial task cannot run as configured: %s", "; ".join(problems))
@@ -226,11 +251,19 @@ class WorkerRuntime:
         asyncio.create_task(self._consume_audio(track, participant.identity))
 
     async def _consume_audio(self, track: rtc.Track, identity: str) -> None:
-        speaker = self._speakers.setdefault(identity, self.pipeline.speaker(identity))
         stream = rtc.AudioStream(track, sample_rate=ASR_SAMPLE_RATE, num_channels=1)
+        early: collections.deque[np.ndarray] = collections.deque(maxlen=EARLY_AUDIO_FRAMES)
+        speaker = None
         try:
             async for event in stream:
                 samples = np.frombuffer(event.frame.data, dtype=np.int16).astype(np.float32) / 32768.0
+                if speaker is None:
+                    if not self.engines_warm:
+                        early.append(samples)
+                        continue
+                    speaker = self._speakers.setdefault(identity, self.pipeline.speaker(identity))
+                    while early:
+                        await speaker.feed(early.popleft())
                 await speaker.feed(samples)
         finally:
             await stream.aclose()
@@ -242,6 +275,7 @@ class WorkerRuntime:
 
     def _on_disconnected(self, reason=None, *_args) -> None:
         self._connected = False
+        self._readiness_changed()
         if reason == rtc.DisconnectReason.ROOM_DELETED:
             self.room_deleted = True
         if not self._closing:
@@ -255,10 +289,12 @@ class WorkerRuntime:
     def _on_reconnecting(self, *_args) -> None:
         # Not ready while the SDK retries: readiness (and so WorkerReady) says so within a probe.
         self._connected = False
+        self._readiness_changed()
         log.warning("connection to LiveKit lost; reconnecting")
 
     def _on_reconnected(self, *_args) -> None:
         self._connected = True
+        self._readiness_changed()
         log.info("reconnected to LiveKit")
 
     async def reset_media(self) -> None:
