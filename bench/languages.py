@@ -1,4 +1,4 @@
-"""Quality and cost of every language pair the CPU profile serves (api/languages.json).
+"""Quality and cost of every language pair the CPU profile serves (api/lingo_api/languages.json).
 
 For each pair: the source language's probe sentence (lingo_worker.language_matrix.PROBES) is
 spoken by the best voice installed (bench/speech.py) and recognized by the worker's Whisper (word error rate against the

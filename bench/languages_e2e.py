@@ -1,7 +1,7 @@
 """Every source language end to end on the loopback stack: speech in through LiveKit, translated
 speech out, with the real worker process and engines.
 
-For each source language of api/languages.json, one session translates it into one target (a
+For each source language of api/lingo_api/languages.json, one session translates it into one target (a
 direct pair, Spanish or English where there is one); the publisher speaks the language's probe
 sentence (lingo_worker.language_matrix.PROBES, by bench/speech.py's voice) twice, and the
 benchmark records what the worker heard and translated, and end of speech -> first translated

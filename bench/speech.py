@@ -1,6 +1,6 @@
 """The benchmarks' source speech: a sentence spoken by the best voice installed here.
 
-Festival where the worker has a natural voice for the language (worker/engines/tts_festival.py),
+Festival where the worker has a natural voice for the language (worker/lingo_worker/engines/tts_festival.py),
 espeak-ng otherwise, by a close voice where espeak-ng has none of its own. Silence around the
 speech is cut, so the end of the samples is the end of speech.
 """

@@ -6,7 +6,7 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 ARG PIP_INSTALL_ARGS=""
 # The engines' Debian packages (the one list: hack/setup.sh installs the same for the tests, and
-# api/languages.json is computed from them).
+# api/lingo_api/languages.json is computed from them).
 ARG DEBIAN_PACKAGES="apertium espeak-ng festival festvox-ca-ona-hts festvox-us-slt-hts festvox-italp16k apertium-cat-ita apertium-en-gl apertium-eng-cat apertium-eng-spa apertium-eo-en apertium-eo-es apertium-es-gl apertium-es-pt apertium-es-ro apertium-eu-en apertium-eu-es apertium-fr-es apertium-fra-cat apertium-hbs-eng apertium-isl-eng apertium-mkd-eng apertium-nno-nob apertium-oc-ca apertium-oc-es apertium-por-cat apertium-pt-gl apertium-rus-ukr apertium-spa-cat apertium-spa-ita apertium-swe-dan"
 RUN missing=$(for p in $DEBIAN_PACKAGES; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done); \
     if [ -n "$missing" ]; then \

@@ -1,4 +1,4 @@
-"""Apertium kept warm (worker/engines/mt_apertium.py): direct and pivot routes, and a pipeline
+"""Apertium kept warm (worker/lingo_worker/engines/mt_apertium.py): direct and pivot routes, and a pipeline
 that dies mid-session is started again without losing the sentence."""
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def test_the_committed_matrix_is_what_the_installed_engines_serve():
         engines.translator.close()
         engines.synthesizer.close()
     committed = json.loads(MATRIX_FILE.read_text())
-    assert computed == committed, "api/languages.json is stale: python -m lingo_worker.language_matrix --write"
+    assert computed == committed, "api/lingo_api/languages.json is stale: python -m lingo_worker.language_matrix --write"
 
 
 def test_the_matrix_is_as_wide_as_promised():

@@ -1,4 +1,4 @@
-"""Unit tests of the Palabra task mapping (worker/protocol.py): what the SDK sends becomes the
+"""Unit tests of the Palabra task mapping (worker/lingo_worker/protocol.py): what the SDK sends becomes the
 worker's task, fields it does not implement are listed, malformed tasks are refused."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The translation worker Pod: a session's own (owned by its StreamingSession), or the shape
-every worker pod shares, which a WorkerPool's idle workers start from (operator/worker_pool.py)."""
+every worker pod shares, which a WorkerPool's idle workers start from (operator/lingo_operator/worker_pool.py)."""
 
 from __future__ import annotations
 

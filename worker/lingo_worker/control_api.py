@@ -1,5 +1,5 @@
 """The worker's control API, over a WebSocket (`/control`) and over LiveKit data packets, and
-its health endpoints. Messages follow Palabra's protocol (worker/protocol.py).
+its health endpoints. Messages follow Palabra's protocol (worker/lingo_worker/protocol.py).
 
 Messages are JSON `{"message_type": ..., "data": {...}}`, in text or binary frames. On the
 WebSocket a client authenticates with its session token (`?token=` or a first `authenticate`

@@ -2,7 +2,7 @@
 
 A pair (source, target) is served when speech recognition knows the source, Apertium has a
 route (direct, or through a pivot language) whose output for a probe sentence is not empty,
-and speech synthesis has a voice for the target. The result is written to api/languages.json
+and speech synthesis has a voice for the target. The result is written to api/lingo_api/languages.json
 (`python -m lingo_worker.language_matrix --write`), where the facade and the operator read it
 to refuse an unsupported pair at create; a test recomputes it and compares, so the committed
 matrix cannot drift from what the worker image installs (images/worker.Dockerfile's

@@ -1,11 +1,11 @@
-"""Claiming a pooled worker for a session (the pools: operator/worker_pool.py).
+"""Claiming a pooled worker for a session (the pools: operator/lingo_operator/worker_pool.py).
 
 1. Claim: an idle, ready pod of a pool of the session's profile, in the session's namespace, is
    relabelled `pool-state=claimed, claimed-by=<session uid>` with its resourceVersion as a
    precondition: of two sessions racing for one pod, one write wins and the other gets 409 and
    tries the next pod. The label is the claim's record, so an operator that restarts finds it.
 2. Hand over: the operator calls the worker's `POST /claim` with the pool's claim token and the
-   session (worker/claim.py); the worker joins the room and then answers.
+   session (worker/lingo_worker/claim.py); the worker joins the room and then answers.
 3. Adopt: the pod becomes the session's (its owner reference and labels), and leaves the pool's
    count of idle workers for good.
 A worker that fails the hand-over is deleted (it may hold the session's tokens) and the caller
@@ -36,6 +36,10 @@ MERGE_PATCH = "application/merge-patch+json"
 
 class HandoverFailed(Exception):
     pass
+
+
+def claimed_message(pod_name: str, pool: str) -> str:
+    return f"worker {pod_name} from pool {pool} joined the room"
 
 
 def _matches(pod: dict, profile: str, pool_profiles: dict[str, str]) -> bool:

@@ -15,3 +15,7 @@ def parse_time(value: str) -> dt.datetime:
 
 def now_time() -> str:
     return format_time(dt.datetime.now(dt.timezone.utc))
+
+
+def seconds_since(timestamp: str) -> float:
+    return (dt.datetime.now(dt.timezone.utc) - parse_time(timestamp)).total_seconds()

@@ -28,7 +28,7 @@ class TaskOptions(BaseModel):
     vad_threshold: float = Field(0.5, ge=0.05, le=0.95, description="speech probability that opens a segment")
     min_silence_ms: int = Field(400, ge=100, le=3000,
                                 description="silence that closes a short segment; after longer speech it shrinks, "
-                                            "50 ms per second of speech, down to half (worker/segmenter.py)")
+                                            "50 ms per second of speech, down to half (worker/lingo_worker/segmenter.py)")
     max_segment_seconds: float = Field(15.0, ge=1.0, le=30.0)
     partial_interval_ms: int = Field(1000, ge=0, le=10_000, description="0 disables partial transcriptions")
     speech_rate: int = Field(160, ge=80, le=400, description="synthesis words per minute")

@@ -58,7 +58,7 @@ class SessionSpec(BaseModel):
 
     @model_validator(mode="after")
     def _servable(self) -> "SessionSpec":
-        """A CPU session asks only for pairs the worker's engines serve (api/languages.json):
+        """A CPU session asks only for pairs the worker's engines serve (api/lingo_api/languages.json):
         refused here, naming the missing stage, rather than by a worker that fails later. The
         GPU profile's engines come from a mounted model directory, checked by the worker."""
         if self.worker_profile == WorkerProfile.CPU.value:

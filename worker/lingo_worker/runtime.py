@@ -30,7 +30,7 @@ EARLY_AUDIO_FRAMES = 3000
 @dataclass
 class WorkerSettings:
     """A session's worker gets its room and tokens from its pod's environment; a pooled worker
-    (`pool` set) starts with neither and gets them from its claim (worker/claim.py)."""
+    (`pool` set) starts with neither and gets them from its claim (worker/lingo_worker/claim.py)."""
 
     room: str
     livekit_url: str
@@ -83,7 +83,7 @@ class WorkerRuntime:
         self._changed = asyncio.Event()  # pulsed whenever ready() may have changed its answer
         self.pipeline: TranslationPipeline | None = None
         self.room = rtc.Room()
-        # Set by the control hub wiring (worker/__main__.py).
+        # Set by the control hub wiring (worker/lingo_worker/__main__.py).
         self.broadcast = None
         self.on_speech = None
         self.on_data = None

@@ -1,7 +1,7 @@
 """Whisper through faster-whisper (CTranslate2).
 
 CPU profile: multilingual Whisper base (default) or English-only tiny.en, both from PyPI
-packages (worker/engines/whisper_models.py). GPU profile: any CTranslate2 Whisper model in the
+packages (worker/lingo_worker/engines/whisper_models.py). GPU profile: any CTranslate2 Whisper model in the
 mounted model directory (e.g. large-v3), on CUDA.
 
 Whisper pads every utterance to a 30-second window, and that padding is most of the encoder's

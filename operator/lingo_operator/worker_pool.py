@@ -1,7 +1,7 @@
 """WorkerPools: idle translation workers, engines loaded, waiting for sessions to claim them.
 
 A pool keeps `minReady` idle workers (ready or starting) and at most `maxReady`; a session
-claims one (operator/worker_claim.py) and the pool starts another. Idle pods are owned by their
+claims one (operator/lingo_operator/worker_claim.py) and the pool starts another. Idle pods are owned by their
 pool; a claimed pod is handed to its session (owner reference and session labels), so deleting
 a pool removes its idle workers and leaves the claimed ones serving their sessions.
 """

@@ -1,5 +1,5 @@
 """kopf handlers for WorkerPools: one task per pool keeps its idle workers topped up
-(operator/worker_pool.py) and its status current; pod events and claims wake it at once.
+(operator/lingo_operator/worker_pool.py) and its status current; pod events and claims wake it at once.
 
 The task is this module's own, started and stopped from the pool's watch events, not a
 kopf daemon: kopf puts a finalizer on every object with a daemon, and a pool's finalizer would

@@ -10,7 +10,7 @@ import socket
 import kopf
 import prometheus_client
 
-from . import handlers, pool_handlers  # noqa: F401 - registers the handlers with kopf
+from . import pool_handlers, session_handlers, session_lifetime, startup, worker_readiness  # noqa: F401 - registers the handlers with kopf
 
 
 @kopf.on.login()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 K8S_MODULE_DIR = REPO_ROOT / "hack" / "k8s-binaries"
 
 KUBERNETES_VERSION = "v1.34.4"

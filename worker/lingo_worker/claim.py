@@ -1,6 +1,6 @@
 """A pooled worker's claim: an idle worker (engines loaded, in no room) is given its session.
 
-The operator claims an idle pod of a WorkerPool (operator/worker_pool.py), then calls
+The operator claims an idle pod of a WorkerPool (operator/lingo_operator/worker_pool.py), then calls
 `POST /claim` on the worker's control port with the pool's claim token as a bearer token and the
 session: its room, the worker's LiveKit token, the session's client tokens and its languages.
 The worker joins the room and answers once it is in, so the session's WorkerReady means
@@ -57,7 +57,7 @@ class ClaimDesk:
 
     def __init__(self, claim_token: str, accept, joined: asyncio.Event):
         self._claim_token = claim_token.encode()
-        # accept(claim) -> awaitable: hand the session to the runtime (worker/__main__.py);
+        # accept(claim) -> awaitable: hand the session to the runtime (worker/lingo_worker/__main__.py);
         # `joined` is set by the runtime once it is in the room.
         self._accept = accept
         self.joined = joined

@@ -1,0 +1,108 @@
+"""A session's end: expiry when its TTL is up (one sleeping daemon per session), deletion of the
+expired after their retention, and the finalizer's work when a session is deleted."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import kopf
+from kubernetes_asyncio.client import ApiException
+
+from lingo_api import resources as r
+
+from . import metrics
+from .events import post_event
+from .kube import delete_ignoring_missing
+from .livekit_rooms import LiveKitUnavailable
+from .session_handlers import backoff, expiry_of, parse_spec
+from .session_status import SessionGone, set_condition, update_status
+from .watched import SESSIONS
+
+
+async def expire_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    room = r.room_name(meta["uid"])
+    try:
+        await memo.rooms.delete_room(room)
+    except LiveKitUnavailable as exc:
+        metrics.LIVEKIT_ERRORS.labels("delete_room").inc()
+        raise kopf.TemporaryError(f"cannot delete room of expired session: {exc}", delay=backoff(memo.config, retry))
+    for pod in {r.worker_pod_name(name), (body.get("status") or {}).get("workerPodName")} - {None}:
+        await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), pod, namespace)
+    await delete_ignoring_missing(
+        lambda n, ns: memo.core.delete_namespaced_secret(n, ns), r.tokens_secret_name(name), namespace
+    )
+
+    def expired(status: dict, _):
+        status["phase"] = r.Phase.EXPIRED
+        status["message"] = "session TTL elapsed; room, tokens and worker were removed"
+        for ctype in (r.Condition.ROOM_READY, r.Condition.TOKENS_READY, r.Condition.WORKER_READY):
+            set_condition(status, ctype, False, "Expired", "session TTL elapsed")
+
+    await post_event(memo.core, body, "SessionExpired", "TTL elapsed; room, tokens and worker removed")
+    await update_status(memo.custom, namespace, name, expired)
+    metrics.SESSIONS_EXPIRED.inc()
+    logger.info("session %s/%s expired", namespace, name)
+
+
+async def _sleep_until(stopped, moment: dt.datetime) -> bool:
+    """Sleep until `moment`; False if the daemon was stopped (session deleted, operator exiting)."""
+    seconds = (moment - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    if seconds > 0:
+        await stopped.wait(seconds)
+    return not stopped
+
+
+@kopf.daemon(**SESSIONS, cancellation_timeout=10)
+async def session_lifetime(stopped, body, memo: kopf.Memo, logger, **_):
+    """One sleeping task per session: expire it when its TTL is up, delete it after retention."""
+    meta = body["metadata"]
+    expires_at = expiry_of(meta, parse_spec(body["spec"]))
+    expired = (body.get("status") or {}).get("phase") == r.Phase.EXPIRED
+    retry = 0
+    while not expired:
+        if not await _sleep_until(stopped, expires_at) or body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            await expire_session(body, memo, logger, retry)
+            expired = True
+        except kopf.TemporaryError as exc:
+            retry += 1
+            await stopped.wait(exc.delay or memo.config.retry_delay_seconds)
+        except SessionGone:
+            return
+    retention = memo.config.expired_retention_seconds
+    if retention <= 0 or not await _sleep_until(stopped, expires_at + dt.timedelta(seconds=retention)):
+        return
+    logger.info("deleting %s/%s: expired more than %ss ago", meta["namespace"], meta["name"], retention)
+    try:
+        await memo.custom.delete_namespaced_custom_object(
+            r.GROUP, r.VERSION, meta["namespace"], r.SESSION_PLURAL, meta["name"]
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+
+# -- deletion ------------------------------------------------------------------------------
+
+
+@kopf.on.delete(**SESSIONS)
+async def session_deleted(body, memo: kopf.Memo, logger, retry: int, **_):
+    """The finalizer's work: remove the LiveKit room. The Secret and Pod go by garbage collection."""
+    meta = body["metadata"]
+    try:
+        await update_status(
+            memo.custom, meta["namespace"], meta["name"], lambda s, _: s.__setitem__("phase", r.Phase.TERMINATING)
+        )
+    except SessionGone:
+        return
+    try:
+        await memo.rooms.delete_room(r.room_name(meta["uid"]))
+    except LiveKitUnavailable as exc:
+        metrics.LIVEKIT_ERRORS.labels("delete_room").inc()
+        raise kopf.TemporaryError(f"room not deleted yet: {exc}", delay=backoff(memo.config, retry))
+    metrics.SESSIONS_DELETED.inc()
+    logger.info("session %s/%s deleted; room removed", meta["namespace"], meta["name"])
