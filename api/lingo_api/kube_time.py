@@ -19,3 +19,8 @@ def now_time() -> str:
 
 def seconds_since(timestamp: str) -> float:
     return (dt.datetime.now(dt.timezone.utc) - parse_time(timestamp)).total_seconds()
+
+
+def now_micro_time() -> str:
+    """A MicroTime (Lease renewTime and acquireTime): RFC 3339 with microseconds."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

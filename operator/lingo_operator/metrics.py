@@ -18,3 +18,4 @@ WORKER_READY_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 60, 120),
 )
 POOL_WORKERS = Gauge("lingo_pool_workers", "Workers of a WorkerPool by state", ["namespace", "pool", "state"])
+LEADER = Gauge("lingo_operator_leader", "1 while this replica reconciles (holds the leader Lease), else 0")

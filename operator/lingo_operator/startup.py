@@ -65,6 +65,10 @@ async def cleanup(memo: kopf.Memo, **_):
     await memo.rooms.close()
     await memo.http.close()
     await memo.k8s.close()
+    if election := memo.get("election"):
+        # Handlers are done: hand the Lease over now rather than after kopf's last few seconds
+        # of winding down.
+        await election.release()
 
 
 @kopf.on.event(**SESSIONS)

@@ -1,9 +1,16 @@
-"""`lingo-webhook`: serve the REST facade."""
+"""`lingo-webhook`: serve the REST facade.
+
+On SIGTERM the replica drains: readiness fails at once while requests are still served for
+`LINGO_DRAIN_SECONDS` (Services stop routing here), then it stops listening and lets in-flight
+requests finish (creates included) before it exits.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 
 from aiohttp import web
 
@@ -12,28 +19,43 @@ from lingo_api.untrusted import redact_malformed_requests
 
 from .app import AccessLogger, FacadeConfig, build_app
 
+log = logging.getLogger("lingo.webhook")
 
-async def make_app() -> web.Application:
+# In-flight requests get this long after the drain (a create waits at most its ready timeout).
+SHUTDOWN_TIMEOUT_SECONDS = 30
+
+
+async def serve(host: str, port: int) -> None:
     k8s = await new_api_client()
-    app = build_app(k8s, FacadeConfig.from_env())
-
-    async def lifecycle(app: web.Application):
-        yield
+    config = FacadeConfig.from_env()
+    app = build_app(k8s, config)
+    runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False,
+                           shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    await runner.setup()
+    stopping, loop = asyncio.Event(), asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info("facade on %s:%s (replica %s)", host, port, config.replica)
+        await stopping.wait()
+        app["draining"] = True
+        log.info("draining: not ready, still serving for %.0f s", config.drain_seconds)
+        await asyncio.sleep(config.drain_seconds)
+    finally:
+        await runner.cleanup()  # stops listening, waits for in-flight requests
         await k8s.close()
-
-    app.cleanup_ctx.append(lifecycle)
-    return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lingo-webhook", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lingo-webhook", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     redact_malformed_requests()
-    web.run_app(make_app(), host=args.host, port=args.port, access_log_class=AccessLogger, print=None)
+    asyncio.run(serve(args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi, VersionApi
+from kubernetes_asyncio.client import CoordinationV1Api, CoreV1Api, CustomObjectsApi, VersionApi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lingo_api.languages import matrix as language_matrix
@@ -22,6 +23,7 @@ from .clients import Client, ClientRegistry
 from .control_proxy import IssuedTokens, proxy_control
 from .errors import ApiError, json_errors, ok_response
 from .openapi import openapi_document
+from .quota_lock import ClientQuotaLock
 from .session_cache import SessionCache
 from .session_store import SessionStore, describe
 
@@ -59,6 +61,11 @@ class FacadeConfig:
     ready_timeout_seconds: float = 15.0
     # Namespaces (globs) whose sessions the control relay may reach; the facade's own by default.
     control_namespaces: tuple[str, ...] = ()
+    # This replica's name among the facade's replicas (it holds clients' quota Leases under it).
+    replica: str = field(default_factory=lambda: f"{socket.gethostname()}/{os.getpid()}")
+    # After SIGTERM: seconds of failing readiness while still serving, so that Services stop
+    # sending new requests here before it stops listening.
+    drain_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> "FacadeConfig":
@@ -69,6 +76,8 @@ class FacadeConfig:
             clients_namespace=os.environ.get("LINGO_CLIENTS_NAMESPACE", namespace),
             ready_timeout_seconds=float(os.environ.get("LINGO_READY_TIMEOUT_SECONDS", "15")),
             control_namespaces=(namespace, *extra),
+            replica=os.environ.get("POD_NAME") or f"{socket.gethostname()}/{os.getpid()}",
+            drain_seconds=float(os.environ.get("LINGO_DRAIN_SECONDS", "5")),
         )
 
 
@@ -199,6 +208,8 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    if request.app["draining"]:
+        raise ApiError(503, "draining", "this replica is shutting down")
     if not request.app["store"].cache.synced:
         raise ApiError(503, "not_ready", "the session cache has not synced yet")
     try:
@@ -220,7 +231,9 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     app["config"] = config
     app["clients"] = ClientRegistry(custom, config.clients_namespace)
     cache = SessionCache(custom, config.namespace)
-    app["store"] = SessionStore(custom, core, cache, config.ready_timeout_seconds)
+    quota_lock = ClientQuotaLock(CoordinationV1Api(k8s_client), config.namespace, config.replica)
+    app["store"] = SessionStore(custom, core, cache, config.ready_timeout_seconds, quota_lock)
+    app["draining"] = False  # set on SIGTERM (__main__.py): readiness fails, requests are still served
     app["issued_tokens"] = IssuedTokens()
 
     async def background(app: web.Application):

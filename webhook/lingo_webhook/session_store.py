@@ -12,6 +12,7 @@ from lingo_api import resources as r
 from lingo_api.session_spec import SessionSpec
 
 from .errors import ApiError
+from .quota_lock import ClientQuotaLock
 from .session_cache import SessionCache, SessionDeleted
 
 log = logging.getLogger("lingo.webhook")
@@ -54,15 +55,14 @@ def describe(session: dict) -> dict:
 
 
 class SessionStore:
-    def __init__(self, custom: CustomObjectsApi, core: CoreV1Api, cache: SessionCache, ready_timeout: float):
+    def __init__(self, custom: CustomObjectsApi, core: CoreV1Api, cache: SessionCache, ready_timeout: float,
+                 quota_lock: ClientQuotaLock):
         self.custom, self.core, self.cache, self.ready_timeout = custom, core, cache, ready_timeout
         self.namespace = cache.namespace
-        # Serialises quota check + create per client within this replica.
+        self.quota_lock = quota_lock
+        # Serialises a client's creates within this replica (the Lease does it across replicas;
+        # this keeps one replica's own creates from polling it against each other).
         self._client_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        # Sessions this replica created that the informer has not shown yet (quota must count them),
-        # and ones it deleted that the informer still shows as live (quota must not count them).
-        self._unseen: dict[str, set[str]] = defaultdict(set)
-        self._deleted: set[str] = set()
 
     async def _synced(self) -> None:
         if not self.cache.synced:
@@ -75,16 +75,13 @@ class SessionStore:
         await self._synced()
         return sorted(self.cache.sessions_of(client_id), key=lambda s: s["metadata"].get("creationTimestamp", ""))
 
-    def _active_count(self, client_id: str) -> int:
-        sessions = self.cache.sessions_of(client_id)
-        seen = {s["metadata"]["name"] for s in sessions}
-        self._unseen[client_id] -= seen
-        # Forgotten once the informer shows them gone or deleting (for every client, not only this one).
-        self._deleted = {name for name in self._deleted if (cached := self.cache.get(name)) is not None
-                         and not cached["metadata"].get("deletionTimestamp")}
-        active = [s for s in sessions if (s.get("status") or {}).get("phase") in ACTIVE_PHASES
-                  and not s["metadata"].get("deletionTimestamp") and s["metadata"]["name"] not in self._deleted]
-        return len(active) + len(self._unseen[client_id])
+    async def _active_count(self, client_id: str) -> int:
+        """The client's live sessions as the API server has them now (not this replica's cache:
+        another replica may have created or deleted one a moment ago)."""
+        listed = await self.custom.list_namespaced_custom_object(
+            r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, label_selector=f"{r.LABEL_CLIENT}={client_id}")
+        return sum(1 for s in listed.get("items", []) if (s.get("status") or {}).get("phase") in ACTIVE_PHASES
+                   and not s["metadata"].get("deletionTimestamp"))
 
     async def get_owned(self, client_id: str, session_id: str) -> dict:
         """From the informer's cache (so reads work while the API server is down); a session
@@ -111,13 +108,12 @@ class SessionStore:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        self._deleted.add(session_id)  # frees its quota now, not when the informer catches up
 
     async def create(self, client_id: str, max_sessions: int, spec: SessionSpec) -> tuple[dict, dict]:
         """Create a session and wait until it can be joined; returns (session, tokens)."""
         await self._synced()
-        async with self._client_locks[client_id]:
-            active = self._active_count(client_id)
+        async with self._client_locks[client_id], self.quota_lock.held(client_id):
+            active = await self._active_count(client_id)
             if active >= max_sessions:
                 raise ApiError(429, "quota_exceeded", f"client has {active} active sessions (limit {max_sessions})")
             body = {
@@ -129,14 +125,11 @@ class SessionStore:
             created = await self.custom.create_namespaced_custom_object(
                 r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, body
             )
-            self._unseen[client_id].add(created["metadata"]["name"])
         name = created["metadata"]["name"]
         try:
             session = await asyncio.wait_for(self._wait_usable(name), self.ready_timeout)
-            self._unseen[client_id].discard(name)  # the informer has it now
             tokens = await self._read_tokens(name)
         except (asyncio.TimeoutError, ApiError) as exc:
-            self._unseen[client_id].discard(name)
             # Never leave a half-made session behind: the finalizer also removes its room.
             await self.delete(name)
             if isinstance(exc, ApiError):
@@ -144,7 +137,6 @@ class SessionStore:
             raise ApiError(503, "session_not_ready", f"session was not ready within {self.ready_timeout:.0f}s; "
                            "it has been deleted, please retry") from None
         except BaseException:
-            self._unseen[client_id].discard(name)
             await self.delete(name)
             raise
         return session, tokens

@@ -38,11 +38,11 @@ def component_env(cluster: LoopbackCluster, facade_url: str) -> dict[str, str]:
 
 def start_operator(
     cluster: LoopbackCluster, facade_url: str, namespaces: list[str] | None = None, name: str = "operator",
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None,
 ) -> ManagedProcess:
     port, metrics_port = free_port(), free_port()
     argv = [sys.executable, "-m", "lingo_operator", f"--liveness=http://127.0.0.1:{port}/healthz",
-            f"--metrics-port={metrics_port}", "--metrics-host=127.0.0.1"]
+            f"--metrics-port={metrics_port}", "--metrics-host=127.0.0.1", *(extra_args or [])]
     for pattern in namespaces or []:
         argv.append(f"--namespace={pattern}")
     process = ManagedProcess(name, argv, cluster.log_dir, {**component_env(cluster, facade_url), **(extra_env or {})})
@@ -54,13 +54,16 @@ def start_operator(
 
 def start_facade(
     cluster: LoopbackCluster, port: int, namespace: str, ready_timeout: float = 15.0, name: str = "facade",
-    control_namespaces: list[str] | None = None,
+    control_namespaces: list[str] | None = None, extra_env: dict[str, str] | None = None,
 ) -> ManagedProcess:
     env = {
         **component_env(cluster, f"http://127.0.0.1:{port}"),
         "LINGO_SESSIONS_NAMESPACE": namespace,
         "LINGO_READY_TIMEOUT_SECONDS": str(ready_timeout),
         "LINGO_CONTROL_NAMESPACES": ",".join(control_namespaces or []),
+        # No Service routes to it here: no need to keep serving while unready before stopping.
+        "LINGO_DRAIN_SECONDS": "0",
+        **(extra_env or {}),
     }
     argv = [sys.executable, "-m", "lingo_webhook", "--host=127.0.0.1", f"--port={port}"]
     process = ManagedProcess(name, argv, cluster.log_dir, env)
