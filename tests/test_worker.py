@@ -16,7 +16,8 @@ from livekit import api as livekit_api
 from lingo_api import resources as r
 from lingo_api.session_tokens import TRANSLATOR_IDENTITY_PREFIX
 
-from .helpers import create_session, delete_and_wait, eventually, read_tokens, wait_for_phase, worker_ready
+from .helpers import (condition, create_session, delete_and_wait, eventually, get_session, read_tokens, wait_for_phase,
+                      worker_ready)
 from .speech import SENTENCE, ControlClient, audible_frames, listen_to_track, publish_speech, speech_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet", "facade")]
@@ -199,3 +200,37 @@ async def test_a_cold_worker_joins_while_loading_and_translates_early_speech(kub
     # The join came first: the readiness wait was still open when the translator was in the room.
     assert ready_when_joined
     await delete_and_wait(kube, worker_namespace, "early")
+
+
+async def test_an_ended_task_frees_its_pod(kube, worker_namespace):
+    """end_task: the worker exits, its pod completes (CPU or GPU freed at once, not at the TTL),
+    the session says so and gets no other worker."""
+    await create_session(kube, worker_namespace, "ending", targetLanguages=["es"])
+    session = await eventually(lambda: worker_ready(kube, worker_namespace, "ending"), timeout=90, what="WorkerReady")
+    tokens = await read_tokens(kube, worker_namespace, "ending")
+    pod_name = session["status"]["workerPodName"]
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            session["status"]["controlUrl"], params={"token": tokens["publisher"][0]}) as ws:
+        control = ControlClient(ws)
+        await control.next("current_task")
+        await control.send("end_task")
+        assert (await control.next("current_task", where=lambda d: d["state"] == "ended"))
+
+    core = CoreV1Api(kube)
+
+    async def completed():
+        pod = await core.read_namespaced_pod(pod_name, worker_namespace)
+        return pod.status.phase == "Succeeded"
+
+    await eventually(completed, timeout=30, what="the worker pod Succeeded")
+
+    async def recorded():
+        current = await get_session(kube, worker_namespace, "ending")
+        return condition(current, r.Condition.WORKER_READY).get("reason") == "TaskEnded" and current
+
+    ended = await eventually(recorded, timeout=30, what="WorkerReady False, TaskEnded")
+    assert condition(ended, r.Condition.READY)["reason"] == "TaskEnded"
+    await asyncio.sleep(3)  # no replacement worker comes
+    pods = (await core.list_namespaced_pod(worker_namespace, label_selector=f"{r.LABEL_SESSION}=ending")).items
+    assert [p.metadata.name for p in pods] == [pod_name]
+    await delete_and_wait(kube, worker_namespace, "ending")

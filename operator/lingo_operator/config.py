@@ -43,6 +43,7 @@ class OperatorConfig(BaseModel):
     # A PVC holding GPU model weights, mounted read-only at /models in gpu-profile workers.
     worker_gpu_models_pvc: str = ""
     worker_service_account: str = ""
+    worker_priority_class: str = ""  # a PriorityClass for worker pods (e.g. above batch work)
 
     # How long an expired session stays visible before the operator deletes it (0: keep).
     expired_retention_seconds: int = 3600
@@ -83,6 +84,7 @@ def load_config() -> OperatorConfig:
         "worker_image_pull_policy": "LINGO_WORKER_IMAGE_PULL_POLICY",
         "worker_gpu_models_pvc": "LINGO_WORKER_GPU_MODELS_PVC",
         "worker_service_account": "LINGO_WORKER_SERVICE_ACCOUNT",
+        "worker_priority_class": "LINGO_WORKER_PRIORITY_CLASS",
         "expired_retention_seconds": "LINGO_EXPIRED_RETENTION_SECONDS",
         "retry_delay_seconds": "LINGO_RETRY_DELAY_SECONDS",
         "room_watch_interval_seconds": "LINGO_ROOM_WATCH_INTERVAL_SECONDS",

@@ -15,6 +15,13 @@ from lingo_api import resources as r
 from lingo_api.kube_time import now_time
 
 TERMINAL_PHASES = (r.Phase.EXPIRED, r.Phase.TERMINATING, r.Phase.FAILED)
+# WorkerReady's reason once the translation task ended (end_task): the worker exited for good and
+# the session gets no other.
+TASK_ENDED = "TaskEnded"
+
+
+def task_ended(status: dict) -> bool:
+    return (get_condition(status, r.Condition.WORKER_READY) or {}).get("reason") == TASK_ENDED
 
 
 def get_condition(status: dict, ctype: str) -> dict | None:
@@ -60,6 +67,8 @@ def summarize(status: dict, generation: int | None) -> None:
                if not condition_true(status, c)]
     if phase in TERMINAL_PHASES:
         set_condition(status, r.Condition.READY, False, phase, f"the session is {phase.lower()}")
+    elif task_ended(status):
+        set_condition(status, r.Condition.READY, False, TASK_ENDED, "the translation task ended")
     elif waiting:
         set_condition(status, r.Condition.READY, False, "Waiting", f"waiting for {', '.join(waiting)}")
     else:

@@ -96,7 +96,9 @@ def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> di
     pod_spec = {
         "containers": [container],
         "volumes": volumes,
-        "restartPolicy": "Always",
+        # A worker that exits 0 is done (its task ended): the pod completes and frees the node's
+        # CPU or GPU at once. Any other exit is a crash and restarts it in place.
+        "restartPolicy": "OnFailure",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 10,
@@ -106,4 +108,6 @@ def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> di
     }
     if config.worker_service_account:
         pod_spec["serviceAccountName"] = config.worker_service_account
+    if config.worker_priority_class:
+        pod_spec["priorityClassName"] = config.worker_priority_class
     return pod_spec

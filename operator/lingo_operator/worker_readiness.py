@@ -17,7 +17,8 @@ from . import metrics
 from .events import post_event
 from .kube import delete_ignoring_missing
 from .session_handlers import reconcile_session
-from .session_status import SessionGone, TERMINAL_PHASES, condition_true, set_condition, update_status
+from .session_status import (SessionGone, TASK_ENDED, TERMINAL_PHASES, condition_true, set_condition, task_ended,
+                             update_status)
 from .watched import SESSIONS, WORKER_PODS
 from .worker_claim import claimed_message
 from .worker_pool import pod_ready
@@ -30,6 +31,8 @@ def worker_condition(pod: dict) -> tuple[bool, str, str]:
         return True, "WorkerReady", "worker is serving the control API"
     if phase == "Failed":
         return False, "WorkerFailed", status.get("message") or "worker pod failed"
+    if phase == "Succeeded":  # a worker exits 0 only when its task ended
+        return False, TASK_ENDED, "the translation task ended; the worker exited and freed its resources"
     scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
     if scheduled and scheduled.get("status") == "False":
         return False, "WorkerUnschedulable", scheduled.get("message") or "no node can run the worker"
@@ -75,6 +78,8 @@ async def record_worker_state(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: s
             return None
         if status.get("workerPodName", pod_name) != pod_name:
             return None  # a worker the session no longer has (a replaced pooled worker going away)
+        if task_ended(status):
+            return None  # the session's worker is done for good; its pod going away changes nothing
         current = True
         status["workerPodName"] = pod_name
         status["workerEndpoint"] = f"{pod_ip}:{r.WORKER_PORT}" if (pod_ip and ready) else ""
@@ -94,7 +99,7 @@ async def record_worker_state(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: s
             seconds_since(session["metadata"]["creationTimestamp"]))
     if session is not None and not (ready and pool):
         await post_event(memo.core, session, reason, message,
-                    warning=not ready and reason not in ("WorkerStarting", "WorkerDeleted"))
+                    warning=not ready and reason not in ("WorkerStarting", "WorkerDeleted", TASK_ENDED))
     if current and ended:  # the session needs another worker now, not at the next drift check
         latest = await memo.custom.get_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL,
                                                                 session_name)
@@ -161,10 +166,13 @@ async def replace_worker_if_gone(memo: kopf.Memo, session, logger, reason: str) 
     """If the session's worker pod is missing or has ended (a pooled worker is never restarted
     in place), delete what is left of it and give the session a worker again."""
     pod_name, namespace = (session.get("status") or {}).get("workerPodName"), session["metadata"]["namespace"]
+    if task_ended(session.get("status") or {}):
+        return
     try:
         pod = await memo.core.read_namespaced_pod(pod_name, namespace)
-        if pod.metadata.deletion_timestamp is None and pod.status.phase not in ("Failed", "Succeeded"):
-            return
+        if pod.status.phase == "Succeeded" or (pod.metadata.deletion_timestamp is None
+                                               and pod.status.phase != "Failed"):
+            return  # serving, or done because its task ended (recorded by the pod watcher)
         await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), pod_name, namespace)
         message = f"worker pod {pod_name} ended ({pod.status.phase}); replacing it"
     except ApiException as exc:

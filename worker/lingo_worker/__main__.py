@@ -20,6 +20,13 @@ from .task import TaskState
 
 log = logging.getLogger("lingo.worker")
 
+# How the process ends tells the pod's restart policy (and the operator) what happened: 0 when the
+# task ended or the pod is stopped (the pod completes and frees its node's resources at once),
+# ROOM_GONE when LiveKit deleted the room (restarted, it rejoins if the room is made again).
+ROOM_GONE = 3
+# After end_task: time for the control API's last messages (current_task, eos) to go out.
+ENDED_GRACE_SECONDS = 1.0
+
 
 async def _first(*aws) -> None:
     tasks = [asyncio.ensure_future(a) for a in aws]
@@ -28,9 +35,10 @@ async def _first(*aws) -> None:
         task.cancel()
 
 
-async def stay_in_room(runtime: WorkerRuntime, stop: asyncio.Event) -> None:
+async def stay_in_room(runtime: WorkerRuntime, stop: asyncio.Event) -> int:
     """Join the room, and join again (with back-off) whenever the connection is lost for good;
-    readiness reports the gap. Returns when asked to stop."""
+    readiness reports the gap. Returns the exit code: when asked to stop, when the task ended,
+    or when the room was deleted."""
     delay = 1.0
     while not stop.is_set():
         try:
@@ -43,17 +51,19 @@ async def stay_in_room(runtime: WorkerRuntime, stop: asyncio.Event) -> None:
             continue
         await _first(stop.wait(), runtime.disconnected.wait())
         if stop.is_set():
-            return
-        if runtime.room_deleted:
-            # The operator deleted the room: the session ended or expired. Joining again would
-            # be refused (LiveKit does not create rooms on join), and must not succeed anyway.
-            log.info("the room was deleted; the session is over")
-            return
+            return 0
         if runtime.task.state == TaskState.ENDED:
-            await stop.wait()
-            return
+            log.info("the task ended; exiting")
+            await _first(stop.wait(), asyncio.sleep(ENDED_GRACE_SECONDS))
+            return 0
+        if runtime.room_deleted:
+            # The session expired or was deleted, or someone removed its room: joining again now
+            # would be refused (LiveKit does not create rooms on join).
+            log.info("the room was deleted")
+            return ROOM_GONE
         log.warning("lost the LiveKit room; joining again")
         await runtime.reset_media()
+    return 0
 
 
 async def serve(settings: WorkerSettings) -> int:
@@ -93,8 +103,7 @@ async def serve(settings: WorkerSettings) -> int:
             if stop.is_set():
                 return 0
             in_room = asyncio.create_task(stay_in_room(runtime, stop))
-        await in_room
-        return 0
+        return await in_room
     finally:
         if in_room is not None and not in_room.done():
             in_room.cancel()
