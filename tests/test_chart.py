@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 from pathlib import Path
@@ -44,7 +45,7 @@ def test_chart_crds_match_the_crds_folder():
 
 def test_values_schema_rejects_nonsense():
     result = subprocess.run(
-        [str(helm_binary()), "template", "x", str(CHART), "--kube-version", KUBE_VERSION, "--set", "operator.replicas=3"],
+        [str(helm_binary()), "template", "x", str(CHART), "--kube-version", KUBE_VERSION, "--set", "operator.replicas=-1"],
         capture_output=True, text=True,
     )
     assert result.returncode != 0 and "replicas" in result.stderr
@@ -54,13 +55,64 @@ def test_rendered_manifests_pass_server_side_dry_run(cluster, tmp_path: Path):
     kubectl(cluster, "create", "namespace", "lingo")
     docs = render("facade.ingress.enabled=true", "operator.watchNamespaces={team-a,team-b-*}")
     kinds = sorted(doc["kind"] for doc in docs)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Deployment", "Ingress", "Role",
-                     "RoleBinding", "Service", "ServiceAccount", "ServiceAccount", "WorkerPool"]
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Deployment", "Ingress", "NetworkPolicy",
+                     "PodDisruptionBudget", "PodDisruptionBudget", "Role", "Role", "RoleBinding", "RoleBinding",
+                     "Service", "ServiceAccount", "ServiceAccount", "WorkerPool"]
     manifest = tmp_path / "rendered.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
     result = kubectl(cluster, "apply", "--server-side", "--dry-run=server", "-f", str(manifest))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(server dry run)") == len(docs)
+
+
+def test_the_chart_installs_highly_available_by_default():
+    docs = render()
+    deployments = {d["metadata"]["name"].rsplit("-", 1)[1]: d for d in docs if d["kind"] == "Deployment"}
+    for component, deployment in deployments.items():
+        spec = deployment["spec"]["template"]["spec"]
+        assert deployment["spec"]["replicas"] == 2, component
+        term = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+        assert term["podAffinityTerm"]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+    operator = deployments["operator"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--leader-elect" in operator["command"]
+    assert {e["name"] for e in operator["env"]} >= {"POD_ID", "POD_NAMESPACE"}
+    facade = deployments["facade"]["spec"]["template"]["spec"]
+    assert {e["name"] for e in facade["containers"][0]["env"]} >= {"POD_NAME", "LINGO_DRAIN_SECONDS"}
+    assert facade["terminationGracePeriodSeconds"] > 35
+    budgets = {d["metadata"]["name"]: d["spec"]["minAvailable"] for d in docs if d["kind"] == "PodDisruptionBudget"}
+    assert budgets == {"lingo-operator": 1, "lingo-facade": 1}
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert all(any("leases" in rule["resources"] for rule in role["rules"]) for role in roles)
+    # One replica: no budget that would block every drain.
+    assert not [d for d in render("operator.replicas=1", "facade.replicas=1") if d["kind"] == "PodDisruptionBudget"]
+
+
+def test_workers_network_policy_admits_only_facade_operator_and_livekit():
+    policy = next(d for d in render() if d["kind"] == "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == r.WORKER_COMPONENT
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    [ingress] = spec["ingress"]
+    components = ingress["from"][0]["podSelector"]["matchExpressions"][1]["values"]
+    assert components == ["facade", "operator"] and ingress["ports"] == [{"protocol": "TCP", "port": r.WORKER_PORT}]
+    livekit, dns = spec["egress"]
+    assert livekit["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "livekit"}}}]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert not [d for d in render("networkPolicy.enabled=false") if d["kind"] == "NetworkPolicy"]
+
+
+def test_monitoring_extras_render_a_service_monitor_and_a_grafana_dashboard():
+    docs = render("metrics.serviceMonitor.enabled=true", "metrics.grafanaDashboard.enabled=true")
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics", "http"}
+    services = [d for d in docs if d["kind"] == "Service"]
+    for service in services:  # both Services carry the component label the monitor selects
+        assert service["metadata"]["labels"]["app.kubernetes.io/component"] in ("operator", "facade")
+    dashboard = json.loads(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["lingo-operator.json"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in ("lingo_sessions", "lingo_session_ready_seconds_bucket", "lingo_session_worker_ready_seconds_bucket",
+                   "lingo_pool_workers", "lingo_operator_leader", "lingo_facade_request_seconds_bucket"):
+        assert metric in exprs
 
 
 def test_operator_deployment_carries_livekit_secret_by_reference_only():
@@ -72,11 +124,14 @@ def test_operator_deployment_carries_livekit_secret_by_reference_only():
 
 @pytest.mark.usefixtures("operator")
 async def test_operator_runs_with_only_the_charts_rbac(cluster, kube, facade_url, tmp_path: Path):
-    """Bind the chart's ClusterRole to a fresh ServiceAccount and run an operator as it."""
-    role = next(d for d in render() if d["kind"] == "ClusterRole")
+    """Bind the chart's ClusterRole and leader Role to a fresh ServiceAccount and run an operator
+    as it, with leader election on (as the chart runs it)."""
     suffix = secrets.token_hex(3)
-    role["metadata"]["name"] = f"lingo-rbac-test-{suffix}"
     namespace = f"rbac-{suffix}"
+    docs = render(namespace=namespace)
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    role["metadata"]["name"] = f"lingo-rbac-test-{suffix}"
+    leader_role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader"))
     core, rbac = CoreV1Api(kube), RbacAuthorizationV1Api(kube)
     await core.create_namespace({"metadata": {"name": namespace}})
     await core.create_namespaced_service_account(namespace, {"metadata": {"name": "operator"}})
@@ -86,6 +141,12 @@ async def test_operator_runs_with_only_the_charts_rbac(cluster, kube, facade_url
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]},
         "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
     })
+    await rbac.create_namespaced_role(namespace, leader_role)
+    await rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "leader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": leader_role["metadata"]["name"]},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
+    })
     token = (await core.create_namespaced_service_account_token(
         "operator", namespace, {"spec": {"expirationSeconds": 3600}})).status.token
     config = yaml.safe_load(cluster.kubeconfig.read_text())
@@ -93,7 +154,8 @@ async def test_operator_runs_with_only_the_charts_rbac(cluster, kube, facade_url
     kubeconfig = tmp_path / "operator-sa.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
     process = start_operator(cluster, facade_url, namespaces=[namespace], name="operator-rbac",
-                             extra_env={"KUBECONFIG": str(kubeconfig)})
+                             extra_env={"KUBECONFIG": str(kubeconfig)},
+                             extra_args=["--leader-elect", f"--leader-elect-namespace={namespace}"])
     try:
         await create_session(kube, namespace, "rbac-check")
         await wait_for_phase(kube, namespace, "rbac-check", r.Phase.READY, timeout=30)

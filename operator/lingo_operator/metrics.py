@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from lingo_api import resources as r
+
 SESSIONS_PROVISIONED = Counter("lingo_sessions_provisioned_total", "Sessions whose room, tokens and pod were made")
 SESSIONS_EXPIRED = Counter("lingo_sessions_expired_total", "Sessions torn down at the end of their TTL")
 SESSIONS_DELETED = Counter("lingo_sessions_deleted_total", "Sessions whose LiveKit room was removed on delete")
@@ -19,3 +21,25 @@ WORKER_READY_SECONDS = Histogram(
 )
 POOL_WORKERS = Gauge("lingo_pool_workers", "Workers of a WorkerPool by state", ["namespace", "pool", "state"])
 LEADER = Gauge("lingo_operator_leader", "1 while this replica reconciles (holds the leader Lease), else 0")
+SESSION_READY_SECONDS = Histogram(
+    "lingo_session_ready_seconds", "Session creation to Ready (room, tokens and worker ready), from the "
+    "whole-second creationTimestamp", buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300),
+)
+SESSIONS = Gauge("lingo_sessions", "StreamingSessions the operator watches, by phase", ["phase"])
+
+
+class SessionPhases:
+    """Keeps the `lingo_sessions{phase}` gauge from the session events the operator sees."""
+
+    def __init__(self):
+        self._phases: dict[str, str] = {}  # uid -> phase
+
+    def observe(self, event_type: str | None, body: dict) -> None:
+        uid = body["metadata"]["uid"]
+        if event_type == "DELETED":
+            self._phases.pop(uid, None)
+        else:
+            self._phases[uid] = (body.get("status") or {}).get("phase") or r.Phase.PENDING
+        for phase in (r.Phase.PENDING, r.Phase.PROVISIONING, r.Phase.READY, r.Phase.EXPIRED, r.Phase.TERMINATING,
+                      r.Phase.FAILED):
+            SESSIONS.labels(phase).set(sum(1 for p in self._phases.values() if p == phase))

@@ -12,7 +12,9 @@ from typing import Callable
 from kubernetes_asyncio.client import ApiException, CustomObjectsApi
 
 from lingo_api import resources as r
-from lingo_api.kube_time import now_time
+from lingo_api.kube_time import now_time, seconds_since
+
+from . import metrics
 
 TERMINAL_PHASES = (r.Phase.EXPIRED, r.Phase.TERMINATING, r.Phase.FAILED)
 # WorkerReady's reason once the translation task ended (end_task): the worker exited for good and
@@ -60,11 +62,13 @@ def derive_phase(status: dict) -> str:
     return r.Phase.PROVISIONING if status.get("conditions") else r.Phase.PENDING
 
 
-def summarize(status: dict, generation: int | None) -> None:
-    """The summary Ready condition, and the generation every condition describes."""
+def summarize(status: dict, generation: int | None) -> bool:
+    """The summary Ready condition, and the generation every condition describes; returns
+    whether the session became Ready."""
     phase = status.get("phase")
     waiting = [c for c in (r.Condition.ROOM_READY, r.Condition.TOKENS_READY, r.Condition.WORKER_READY)
                if not condition_true(status, c)]
+    became_ready = False
     if phase in TERMINAL_PHASES:
         set_condition(status, r.Condition.READY, False, phase, f"the session is {phase.lower()}")
     elif task_ended(status):
@@ -72,9 +76,10 @@ def summarize(status: dict, generation: int | None) -> None:
     elif waiting:
         set_condition(status, r.Condition.READY, False, "Waiting", f"waiting for {', '.join(waiting)}")
     else:
-        set_condition(status, r.Condition.READY, True, "SessionReady", "room, tokens and worker are ready")
+        became_ready = set_condition(status, r.Condition.READY, True, "SessionReady", "room, tokens and worker are ready")
     for condition in status["conditions"]:
         condition["observedGeneration"] = generation
+    return became_ready
 
 
 class SessionGone(Exception):
@@ -100,7 +105,7 @@ async def update_status(
         before = repr(status)
         result = mutate(status, session)
         status["phase"] = derive_phase(status)
-        summarize(status, session["metadata"].get("generation"))
+        became_ready = summarize(status, session["metadata"].get("generation"))
         if repr(status) == before:
             return result
         session["status"] = status
@@ -108,6 +113,8 @@ async def update_status(
             await api.replace_namespaced_custom_object_status(
                 r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, name, session
             )
+            if became_ready:
+                metrics.SESSION_READY_SECONDS.observe(seconds_since(session["metadata"]["creationTimestamp"]))
             return result
         except ApiException as exc:
             if exc.status == 409:

@@ -13,6 +13,7 @@ from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 from lingo_api import resources as r
 from lingo_api.kube_client import new_api_client
 
+from . import metrics
 from .config import load_config
 from .livekit_rooms import RoomService
 from .pool_handlers import stop_pools
@@ -47,6 +48,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     # WorkerPools (pool_handlers.py): latest spec, keeper task and wake-up event per (namespace, pool).
     memo.pools, memo.pool_tasks, memo.pool_wakeups = {}, {}, {}
     memo.readiness_followers = {}  # pod uid -> task waiting on a starting worker's /readyz
+    memo.session_phases = metrics.SessionPhases()
     memo.room_watch = RoomWatch(memo.rooms, memo.custom, memo.core, list(memo.get("watch_namespaces") or []),
                                 interval=config.room_watch_interval_seconds,
                                 orphan_grace=config.orphan_room_grace_seconds)
@@ -73,5 +75,7 @@ async def cleanup(memo: kopf.Memo, **_):
 
 @kopf.on.event(**SESSIONS)
 def session_seen(event, body, memo: kopf.Memo, **_):
-    """Keeps the room watcher's view of the sessions current (no reads of its own)."""
+    """Keeps the room watcher's view of the sessions current (no reads of its own), and the
+    sessions-by-phase gauge."""
     memo.room_watch.observe(event.get("type"), body)
+    memo.session_phases.observe(event.get("type"), body)

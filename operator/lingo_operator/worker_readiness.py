@@ -152,12 +152,22 @@ async def _await_worker_ready(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: s
 # -- replacing a worker that went away -----------------------------------------------------
 
 
+@kopf.index("", "v1", "pods", **WORKER_PODS)
+def worker_pods(namespace, name, status, meta, **_):
+    """(namespace, pod) -> (phase, deleting) of every worker pod, kept from the pod watch."""
+    return {(namespace, name): ((status or {}).get("phase"), bool(meta.get("deletionTimestamp")))}
+
+
 @kopf.timer(**SESSIONS, interval=30, initial_delay=30, idle=15)
-async def session_drift(body, memo: kopf.Memo, logger, **_):
+async def session_drift(body, memo: kopf.Memo, logger, worker_pods: kopf.Index, **_):
     """The backstop for a worker pod gone or ended behind our back (the pod watcher replaces
-    one at once when it sees it go); rooms are lingo_operator.room_watch's job."""
+    one at once when it sees it go); rooms are lingo_operator.room_watch's job. Answered from
+    the pod index: the API server is asked only about a pod the index shows missing or ended."""
     status = body.get("status") or {}
     if status.get("phase") != r.Phase.READY or body["metadata"].get("deletionTimestamp"):
+        return
+    seen = list(worker_pods.get((body["metadata"]["namespace"], status.get("workerPodName")), []))
+    if seen and all(phase not in ("Failed", "Succeeded") and not deleting for phase, deleting in seen):
         return
     await replace_worker_if_gone(memo, body, logger, "Drift")
 

@@ -33,3 +33,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   valueFrom:
     secretKeyRef: {name: {{ .Values.livekit.existingSecret }}, key: {{ .Values.livekit.apiSecretKey }}}
 {{- end -}}
+
+{{/* Replicas of a component spread over nodes where possible, unless affinity is given. */}}
+{{- define "lingo.affinity" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}{{- $given := index . 2 -}}
+{{- if $given }}
+affinity: {{- toYaml $given | nindent 2 }}
+{{- else }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels: {{- include "lingo.selector" $root | nindent 14 }}
+              app.kubernetes.io/component: {{ $component }}
+{{- end }}
+{{- end -}}
