@@ -204,3 +204,37 @@ async def test_a_claimed_worker_that_goes_away_is_replaced_at_once(kube, worker_
     current = await eventually(replaced, timeout=20, what="another worker")
     assert await translator_in_room(livekit, current["status"]["roomName"])
     assert "WorkerReplaced" in await _events(kube, worker_namespace, "phoenix")
+
+
+async def test_idle_workers_made_from_an_older_template_are_replaced(kube, worker_namespace):
+    """The pool's languages change (or the operator's worker settings): idle workers made before
+    are replaced by ones made from the current template; a change of size alone replaces none."""
+    core, custom = CoreV1Api(kube), CustomObjectsApi(kube)
+    await create_pool(kube, worker_namespace, "renewed", minReady=1)
+    await wait_for_ready_workers(kube, worker_namespace, 1, "renewed")
+
+    async def idle_pods():
+        listed = await core.list_namespaced_pod(
+            worker_namespace, label_selector=f"{r.LABEL_POOL}=renewed,{r.LABEL_POOL_STATE}={r.POOL_STATE_IDLE}")
+        return [p for p in listed.items if not p.metadata.deletion_timestamp]
+
+    (old,) = await idle_pods()
+
+    async def patch(spec: dict):
+        await custom.patch_namespaced_custom_object(r.GROUP, r.VERSION, worker_namespace, r.POOL_PLURAL, "renewed",
+                                                    {"spec": spec}, _content_type="application/merge-patch+json")
+
+    await patch({"maxReady": 3})
+    await asyncio.sleep(2)
+    assert [p.metadata.name for p in await idle_pods()] == [old.metadata.name]
+    await patch({"targetLanguages": ["ca"]})
+
+    async def renewed():
+        pods = await idle_pods()
+        return pods if pods and all(p.metadata.name != old.metadata.name for p in pods) else None
+
+    (new,) = await eventually(renewed, timeout=30, what="the idle worker replaced")
+    assert new.metadata.labels[r.LABEL_POOL_TEMPLATE] != old.metadata.labels[r.LABEL_POOL_TEMPLATE]
+    env = {e.name: e.value for e in new.spec.containers[0].env}
+    assert env["LINGO_TARGET_LANGUAGES"] == "ca"
+    await custom.delete_namespaced_custom_object(r.GROUP, r.VERSION, worker_namespace, r.POOL_PLURAL, "renewed")

@@ -29,6 +29,9 @@ WORKER_COMPONENT = "translation-worker"
 LABEL_POOL = f"{GROUP}/pool"
 LABEL_POOL_STATE = f"{GROUP}/pool-state"
 LABEL_CLAIMED_BY = f"{GROUP}/claimed-by"
+# A hash of what an idle pooled worker was made from (pool spec and operator settings): idle
+# workers made from an older version are replaced.
+LABEL_POOL_TEMPLATE = f"{GROUP}/pool-template"
 POOL_STATE_IDLE = "idle"
 POOL_STATE_CLAIMED = "claimed"
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import hashlib
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -81,14 +83,16 @@ def pooled_worker_manifest(pool: dict, config: OperatorConfig) -> dict:
             worker.update({k: v for k, v in container.items() if k in ("image", "imagePullPolicy", "resources")})
             worker["env"] = [*worker["env"], *extra_env]
     template_meta = template.get("metadata") or {}
+    labels = {**(template_meta.get("labels") or {}), **pool_labels(name), r.LABEL_POOL_STATE: r.POOL_STATE_IDLE}
+    annotations = {**(template_meta.get("annotations") or {}), **METRICS_ANNOTATIONS, SAFE_TO_EVICT: "true"}
+    digest = hashlib.sha256(json.dumps([labels, annotations, pod_spec], sort_keys=True).encode()).hexdigest()[:16]
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "generateName": f"{name}-pool-",
             "namespace": meta["namespace"],
-            "labels": {**(template_meta.get("labels") or {}), **pool_labels(name),
-                       r.LABEL_POOL_STATE: r.POOL_STATE_IDLE},
-            "annotations": {**(template_meta.get("annotations") or {}), **METRICS_ANNOTATIONS, SAFE_TO_EVICT: "true"},
+            "labels": {**labels, r.LABEL_POOL_TEMPLATE: digest},
+            "annotations": annotations,
             "ownerReferences": [owner_reference(pool, r.POOL_KIND)],
         },
         "spec": pod_spec,
@@ -125,7 +129,12 @@ async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, se
     idle = [p for p in live if p["metadata"]["labels"].get(r.LABEL_POOL_STATE) == r.POOL_STATE_IDLE]
     claimed = [p for p in live if p["metadata"]["labels"].get(r.LABEL_POOL_STATE) == r.POOL_STATE_CLAIMED]
 
-    doomed = [p for p in idle if (p.get("status") or {}).get("phase") in ("Failed", "Succeeded")]
+    manifest = pooled_worker_manifest(pool, config)
+    current = manifest["metadata"]["labels"][r.LABEL_POOL_TEMPLATE]
+    # Ended idle workers, and idle workers made from an older template (the pool's spec or the
+    # operator's settings changed since: a new LiveKit URL, image, resources...).
+    doomed = [p for p in idle if (p.get("status") or {}).get("phase") in ("Failed", "Succeeded")
+              or p["metadata"]["labels"].get(r.LABEL_POOL_TEMPLATE) != current]
     for pod in claimed:  # claimed, never handed over, and its session is gone: nobody will use it
         claimer = pod["metadata"]["labels"].get(r.LABEL_CLAIMED_BY, "")
         if owned_by_pool(pod) and not await session_exists(namespace, claimer):
@@ -145,7 +154,6 @@ async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, se
     handing_over = [p for p in claimed if owned_by_pool(p) and p not in doomed]
     deficit = spec.get("minReady", 1) - (len(idle) + len(handing_over) - max(surplus, 0))
     if deficit > 0:
-        manifest = pooled_worker_manifest(pool, config)
         results = await asyncio.gather(*(core.create_namespaced_pod(namespace, manifest) for _ in range(deficit)),
                                        return_exceptions=True)
         failures = [res for res in results if isinstance(res, Exception)]
