@@ -115,6 +115,31 @@ def test_monitoring_extras_render_a_service_monitor_and_a_grafana_dashboard():
         assert metric in exprs
 
 
+def test_livekit_deployed_by_the_chart_passes_server_side_dry_run(cluster, tmp_path: Path):
+    """livekit.deploy with two servers: they share Redis, the operator and workers dial the chart's
+    LiveKit Service, the workers' NetworkPolicy admits it, and Redis admits only LiveKit."""
+    kubectl(cluster, "create", "namespace", "lingo-lk")
+    docs = render("livekit.deploy=true", "livekit.replicas=2", namespace="lingo-lk")
+    config = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["livekit.yaml"])
+    assert config["room"]["auto_create"] is False
+    assert config["redis"]["address"] == "lingo-livekit-redis.lingo-lk.svc.cluster.local:6379"
+    operator = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lingo-operator")
+    env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LIVEKIT_URL"] == "ws://lingo-livekit.lingo-lk.svc.cluster.local:7880"
+    livekit = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lingo-livekit")
+    assert livekit["spec"]["replicas"] == 2
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    assert policies["lingo-workers"]["egress"][0]["to"][0]["podSelector"]["matchLabels"][
+        "app.kubernetes.io/component"] == "livekit"
+    assert policies["lingo-livekit-redis"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"][
+        "app.kubernetes.io/component"] == "livekit"
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    result = kubectl(cluster, "apply", "--server-side", "--dry-run=server", "-f", str(manifest))
+    assert result.returncode == 0, result.stderr
+    assert not [d for d in render("livekit.deploy=true") if "redis" in d["metadata"]["name"]]  # one server
+
+
 def test_operator_deployment_carries_livekit_secret_by_reference_only():
     operator = next(d for d in render() if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator"))
     env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}

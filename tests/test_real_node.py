@@ -129,13 +129,19 @@ def wait_for(probe, timeout: float, what: str, interval: float = 0.5):
 
 def test_chart_runs_operator_and_facade_under_its_security_context(node, release):
     for component in ("operator", "facade"):
-        (pod,) = pods(node, "-l", f"app.kubernetes.io/component={component}")
-        assert pod_ready(pod), pod["status"]
-        status = pod["status"]["containerStatuses"][0]
-        assert status["restartCount"] == 0, status  # the operator once crash-looped here (uid 10001)
-        assert pod["spec"]["securityContext"]["runAsUser"] == 10001
-        log = node.kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"]).stdout
-        assert "Traceback" not in log, log[-3000:]
+        replicas = pods(node, "-l", f"app.kubernetes.io/component={component}")
+        assert len(replicas) == 2, [p["metadata"]["name"] for p in replicas]  # HA by default
+        for pod in replicas:
+            assert pod_ready(pod), pod["status"]
+            status = pod["status"]["containerStatuses"][0]
+            assert status["restartCount"] == 0, status  # the operator once crash-looped here (uid 10001)
+            assert pod["spec"]["securityContext"]["runAsUser"] == 10001
+            log = node.kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"]).stdout
+            assert "Traceback" not in log, log[-3000:]
+    # One operator reconciles: the holder of the leader Lease; the other stands by.
+    lease = json.loads(node.kubectl("-n", NAMESPACE, "get", "lease", "lingo-operator", "-o", "json").stdout)
+    operators = {p["metadata"]["name"] for p in pods(node, "-l", "app.kubernetes.io/component=operator")}
+    assert lease["spec"]["holderIdentity"] in operators, lease["spec"]
     version = json.loads(node.kubectl("version", "-o", "json").stdout)["serverVersion"]
     assert version["gitVersion"] == "v1.34.4"  # stamped: the chart's kubeVersion check passed
 
@@ -239,23 +245,83 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
 
 
 def test_helm_upgrade_with_a_changed_value_rolls_the_operator(node, release):
-    (before,) = pods(node, "-l", "app.kubernetes.io/component=operator")
+    old = {p["metadata"]["name"] for p in pods(node, "-l", "app.kubernetes.io/component=operator")}
     node.helm("upgrade", RELEASE, str(REPO_ROOT / "charts" / "lingo-operator"), "-n", NAMESPACE, "--reuse-values",
               "--set", "operator.logLevel=DEBUG", "--wait", "--timeout", "5m")
 
     def rolled():
         current = [p for p in pods(node, "-l", "app.kubernetes.io/component=operator")
                    if "deletionTimestamp" not in p["metadata"]]
-        return current if len(current) == 1 and current[0]["metadata"]["name"] != before["metadata"]["name"] \
-            and pod_ready(current[0]) else None
+        names = {p["metadata"]["name"] for p in current}
+        return current if len(current) == 2 and not names & old and all(map(pod_ready, current)) else None
 
-    (after,) = wait_for(rolled, 180, "the upgraded operator pod")
-    assert "--log-level=DEBUG" in after["spec"]["containers"][0]["command"]
+    for after in wait_for(rolled, 240, "the upgraded operator pods"):
+        assert "--log-level=DEBUG" in after["spec"]["containers"][0]["command"]
+
+
+async def test_two_livekit_servers_of_the_chart_share_a_session_through_redis(node, release, tmp_path):
+    """`livekit.deploy` with two servers and Redis (LiveKit's distributed mode): the publisher joins
+    through one server, the subscriber through the other, and the subscriber hears the translation.
+    The operator, the facade and the pool's idle workers move to the chart's LiveKit by themselves."""
+    livekit_repo, livekit_tag = _split(node.images.livekit)
+    node.helm("upgrade", RELEASE, str(REPO_ROOT / "charts" / "lingo-operator"), "-n", NAMESPACE, "--reuse-values",
+              "--set", "livekit.deploy=true", "--set", "livekit.replicas=2",
+              "--set", f"livekit.image.repository={livekit_repo}", "--set", f"livekit.image.tag={livekit_tag}",
+              "--set", "livekit.image.pullPolicy=Never",
+              "--set", f"livekit.redis.image.repository={livekit_repo}", "--set", f"livekit.redis.image.tag={livekit_tag}",
+              "--set", "livekit.redis.image.pullPolicy=Never", "--wait", "--timeout", "5m")
+    servers = wait_for(lambda: [p for p in pods(node, "-l", "app.kubernetes.io/component=livekit")
+                                if pod_ready(p) and "deletionTimestamp" not in p["metadata"]] or None,
+                       120, "two LiveKit servers")
+    assert len(servers) == 2
+    urls = [f"ws://{p['status']['podIP']}:7880" for p in servers]
+
+    headers = {"ClientID": CLIENT_ID, "ClientSecret": release.client_secret}
+    samples, rate = speech_wav(tmp_path, SENTENCE)
+    async with aiohttp.ClientSession(base_url=release.facade_url) as http:
+        async def created():
+            async with http.post("/session-storage/sessions", headers=headers,
+                                 json={"data": {"publisher_count": 1, "subscriber_count": 2}}) as response:
+                return (await response.json())["data"] if response.status == 200 else None
+
+        data = await asyncio.wait_for(created(), 60)
+        assert data, "the facade did not create a session on the chart's LiveKit"
+        session_id = data["session_id"]
+        deadline = time.monotonic() + 180
+        while True:
+            async with http.get(f"/session-storage/sessions/{session_id}", headers=headers) as response:
+                session = (await response.json())["data"]
+            if session["worker_ready"]:
+                break
+            assert time.monotonic() < deadline, f"worker not ready: {session['conditions']}"
+            await asyncio.sleep(0.3)
+
+        listener, spanish = await listen_to_track(urls[1], data["subscriber"][0], "translation_es")
+        speaker = None
+        try:
+            async with http.ws_connect(data["control_url"], params={"token": data["subscriber"][1]}) as ws:
+                control = ControlClient(ws)
+                await control.next("current_task")
+                speaker = await publish_speech(urls[0], data["publisher"][0], samples, rate)
+                translated = (await control.next("translated_transcription", timeout=90))["transcription"]
+                assert "amigo" in translated["text"].lower(), translated
+                deadline = time.monotonic() + 30
+                while audible_frames(spanish) <= 20:
+                    assert time.monotonic() < deadline, f"translation_es stayed silent ({len(spanish)} frames)"
+                    await asyncio.sleep(0.2)
+        finally:
+            if speaker:
+                await speaker.disconnect()
+            await listener.disconnect()
+        print(f"\npublisher via {urls[0]}, subscriber via {urls[1]}: translation heard", file=sys.stderr)
+        async with http.delete(f"/session-storage/sessions/{session_id}", headers=headers) as response:
+            assert response.status == 200
 
 
 def test_helm_uninstall_leaves_nothing_behind(node, release):
     node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "3m")
-    kinds = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,configmaps"
+    kinds = ("deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,configmaps,networkpolicies,"
+             "poddisruptionbudgets")
 
     def nothing_left():
         left = node.kubectl("get", kinds, "-A", "-l", INSTANCE_LABEL, "-o", "name").stdout.split()

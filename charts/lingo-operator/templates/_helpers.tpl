@@ -23,9 +23,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ default .Release.Namespace .Values.facade.sessionsNamespace }}
 {{- end -}}
 
+{{/* What the operator and the workers dial: the chart's own LiveKit Service, or livekit.url. */}}
+{{- define "lingo.livekitUrl" -}}
+{{- if .Values.livekit.deploy -}}
+ws://{{ include "lingo.fullname" . }}-livekit.{{ .Release.Namespace }}.svc.cluster.local:7880
+{{- else -}}
+{{ .Values.livekit.url }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Redis LiveKit servers share: one given, the chart's own (replicas > 1), or none. */}}
+{{- define "lingo.livekitRedis" -}}
+{{- if .Values.livekit.redis.address -}}
+{{ .Values.livekit.redis.address }}
+{{- else if gt (int .Values.livekit.replicas) 1 -}}
+{{ include "lingo.fullname" . }}-livekit-redis.{{ .Release.Namespace }}.svc.cluster.local:6379
+{{- end -}}
+{{- end -}}
+
 {{- define "lingo.livekitEnv" -}}
 - name: LIVEKIT_URL
-  value: {{ .Values.livekit.url | quote }}
+  value: {{ include "lingo.livekitUrl" . | quote }}
 - name: LIVEKIT_API_KEY
   valueFrom:
     secretKeyRef: {name: {{ .Values.livekit.existingSecret }}, key: {{ .Values.livekit.apiKeyKey }}}

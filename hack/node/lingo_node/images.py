@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lingo_loopback.binaries import REPO_ROOT, BuildLock, cache_dir
+from lingo_loopback.binaries import REPO_ROOT, BuildLock, cache_dir, livekit_server_binary
 
 SUITE = "bookworm"
 PYTHON_PACKAGES = ("python3", "python3-venv", "ca-certificates")
@@ -203,10 +203,28 @@ def _source_digest(dockerfile: Path) -> str:
 class ProjectImages:
     operator: str  # lingo-operator: operator and facade
     worker: str  # translation-worker, CPU profile
+    livekit: str  # livekit-server and Debian's redis-server, for the chart's livekit.deploy
     pause: str
 
     def all(self) -> list[str]:
-        return [self.operator, self.worker, self.pause]
+        return [self.operator, self.worker, self.livekit, self.pause]
+
+
+def livekit_image(podman: Podman) -> str:
+    """images/livekit.Dockerfile with the livekit-server binary the loopback stack runs."""
+    dockerfile = REPO_ROOT / "images" / "livekit.Dockerfile"
+    binary = livekit_server_binary()
+    base = base_image(podman, "livekit", dockerfile_debian_packages(dockerfile))
+    ref = "localhost/lingo-livekit:" + _digest(dockerfile.read_text(), podman.image_id(base), binary.read_bytes())
+    if podman.has(ref):
+        return ref
+    with BuildLock("image-livekit"), tempfile.TemporaryDirectory(dir=images_dir()) as context:
+        if podman.has(ref):
+            return ref
+        shutil.copy2(binary, Path(context) / "livekit-server")
+        podman("build", "--network=none", "-f", str(dockerfile), "-t", ref, "--build-arg", f"BASE_IMAGE={base}",
+               context, what=f"build {ref} from images/livekit.Dockerfile")
+    return ref
 
 
 def build_project_images(run_dir: Path) -> ProjectImages:
@@ -231,7 +249,7 @@ def build_project_images(run_dir: Path) -> ProjectImages:
                            what=f"build {ref} from {dockerfile}")
         built[name] = ref
     images = ProjectImages(operator=built["lingo-operator"], worker=built["translation-worker"],
-                           pause=pause_image(podman))
+                           livekit=livekit_image(podman), pause=pause_image(podman))
     _prune(podman, images.all())
     return images
 
