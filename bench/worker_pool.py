@@ -30,6 +30,7 @@ import aiohttp
 from livekit import api as livekit_api
 
 import numpy as np
+from kubernetes_asyncio import client as kube_client, config as kube_config, watch as kube_watch
 from livekit import rtc
 
 from lingo_api import resources as r
@@ -85,7 +86,8 @@ async def one_dispatch(lk: livekit_api.LiveKitAPI) -> dict:
             await asyncio.sleep(0.01)
     await lk.room.delete_room(livekit_api.DeleteRoomRequest(room=room))
     ms = lambda t: round((t - started) * 1000, 1) if t else None  # noqa: E731
-    return {"post_ms": ms(posted), "in_room_ms": ms(in_room), "worker_ready_ms": None, "first_translation_ms": None}
+    return {"post_ms": ms(posted), "in_room_ms": ms(in_room), "worker_ready_ms": None, "first_translation_ms": None,
+            "join_to_worker_ready_ms": None}
 
 
 class TranslatorWatch:
@@ -124,6 +126,41 @@ class TranslatorWatch:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
+class WorkerReadyWatch:
+    """Watches the namespace's StreamingSessions and notes when each one's WorkerReady condition
+    first shows True in the API server (what `kubectl wait` and the facade see)."""
+
+    def __init__(self, kubeconfig: Path):
+        self.ready_at: dict[str, float] = {}
+        self._task = asyncio.create_task(self._follow(kubeconfig))
+
+    async def _follow(self, kubeconfig: Path) -> None:
+        configuration = kube_client.Configuration()
+        await kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        async with kube_client.ApiClient(configuration) as api:
+            custom = kube_client.CustomObjectsApi(api)
+            while True:
+                stream = kube_watch.Watch()
+                async for event in stream.stream(custom.list_namespaced_custom_object, r.GROUP, r.VERSION, NAMESPACE,
+                                                 r.SESSION_PLURAL, timeout_seconds=300):
+                    session = event["object"]
+                    name = session["metadata"]["name"]
+                    if name not in self.ready_at and any(
+                            c["type"] == r.Condition.WORKER_READY and c["status"] == "True"
+                            for c in (session.get("status") or {}).get("conditions") or []):
+                        self.ready_at[name] = time.perf_counter()
+
+    async def ready(self, name: str, timeout: float = 60) -> float | None:
+        deadline = time.perf_counter() + timeout
+        while name not in self.ready_at and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        return self.ready_at.get(name)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
 async def first_translation(data: dict, started: float) -> float | None:
     """A publisher who starts speaking as soon as the POST answers, repeating one English sentence,
     and a subscriber: when the first translated audio reaches the subscriber."""
@@ -155,8 +192,8 @@ async def first_translation(data: dict, started: float) -> float | None:
         await asyncio.gather(speaker.disconnect(), listening.disconnect())
 
 
-async def one_session(http: aiohttp.ClientSession, headers: dict, watch: TranslatorWatch, with_speech: bool,
-                      read_session) -> dict:
+async def one_session(http: aiohttp.ClientSession, headers: dict, watch: TranslatorWatch,
+                      ready_watch: WorkerReadyWatch, with_speech: bool, read_session) -> dict:
     started = time.perf_counter()
     async with http.post("/session-storage/sessions", headers=headers,
                          json={"data": {"publisher_count": 1, "subscriber_count": 1}}) as response:
@@ -164,7 +201,8 @@ async def one_session(http: aiohttp.ClientSession, headers: dict, watch: Transla
     posted = time.perf_counter()
     if not answer.get("ok"):  # recorded, not fatal: an overloaded machine answers 503 in time
         return {"post_ms": None, "in_room_ms": None, "worker_ready_ms": None, "first_translation_ms": None,
-                "worker": None, "error": f"{response.status} {answer['error']['code']}"}
+                "join_to_worker_ready_ms": None, "worker": None,
+                "error": f"{response.status} {answer['error']['code']}"}
     data = answer["data"]
     heard = asyncio.create_task(first_translation(data, started)) if with_speech else None
     ready = None
@@ -174,25 +212,27 @@ async def one_session(http: aiohttp.ClientSession, headers: dict, watch: Transla
                 ready = time.perf_counter()
         await asyncio.sleep(0.01)
     in_room = await watch.joined(data["room_name"], timeout=max(0.0, 60 - (time.perf_counter() - started)))
+    ready_in_api = await ready_watch.ready(data["session_id"], timeout=max(0.0, 60 - (time.perf_counter() - started)))
     translated = await heard if heard else None
     worker = await asyncio.to_thread(read_session, data["session_id"])
     async with http.delete(f"/session-storage/sessions/{data['session_id']}", headers=headers):
         pass
     ms = lambda t: round((t - started) * 1000, 1) if t else None  # noqa: E731
+    after_join = round((ready_in_api - in_room) * 1000, 1) if (ready_in_api and in_room) else None
     return {"post_ms": ms(posted), "in_room_ms": ms(in_room), "worker_ready_ms": ms(ready),
-            "first_translation_ms": ms(translated), "worker": worker}
+            "first_translation_ms": ms(translated), "join_to_worker_ready_ms": after_join, "worker": worker}
 
 
-async def run(facade: str, secret: str, livekit, kube_create_pool, read_session, args) -> dict:
+async def run(facade: str, secret: str, livekit, kubeconfig: Path, kube_create_pool, read_session, args) -> dict:
     headers = {"ClientID": "bench", "ClientSecret": secret}
     results = {}
     modes = args.modes.split(",")
     async with aiohttp.ClientSession(base_url=facade) as http, \
             livekit_api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
-        watch = TranslatorWatch(lk)
+        watch, ready_watch = TranslatorWatch(lk), WorkerReadyWatch(kubeconfig)
 
         async def session() -> dict:
-            row = await one_session(http, headers, watch, args.speech, read_session)
+            row = await one_session(http, headers, watch, ready_watch, args.speech, read_session)
             print(mode, row, flush=True)
             return row
 
@@ -214,6 +254,7 @@ async def run(facade: str, secret: str, livekit, kube_create_pool, read_session,
                     results[mode].append(await session())
                     await asyncio.sleep(args.interval)
         await watch.close()
+        await ready_watch.close()
         if AGENTS_PYTHON.exists() and "livekit-agents" in modes:
             results["livekit-agents"] = await run_agents(lk, livekit, args.sessions, args.interval, args.min_ready)
     return results
@@ -284,10 +325,10 @@ def main() -> None:
             return how_it_got_its_worker(cluster.api_request(
                 f"/apis/{r.API_VERSION}/namespaces/{NAMESPACE}/{r.SESSION_PLURAL}/{name}"))
 
-        raw = asyncio.run(run(facade, secret, cluster.livekit, create_pool, read_session, args))
+        raw = asyncio.run(run(facade, secret, cluster.livekit, cluster.kubeconfig, create_pool, read_session, args))
 
     idle = raw.pop("idle_workers", {"rss_mb": [], "cpu_percent": [], "cpu_seconds_to_ready": []})
-    keys = ("post_ms", "in_room_ms", "worker_ready_ms", "first_translation_ms")
+    keys = ("post_ms", "in_room_ms", "worker_ready_ms", "first_translation_ms", "join_to_worker_ready_ms")
     stats = {mode: {key: summary([row[key] for row in rows if row[key] is not None]) for key in keys}
              for mode, rows in raw.items()}
     for mode, rows in raw.items():
@@ -303,7 +344,7 @@ def main() -> None:
 
     rows = "\n".join(
         f"| {mode} | {cell(s['post_ms'])} | {cell(s['in_room_ms'])} | {cell(s['worker_ready_ms'])} "
-        f"| {cell(s['first_translation_ms'])} | {s['in_room_ms']['n']}/{args.sessions} "
+        f"| {cell(s['first_translation_ms'])} | {cell(s['join_to_worker_ready_ms'])} | {s['in_room_ms']['n']}/{args.sessions} "
         f"| {s['claimed'] if mode != 'livekit-agents' else '–'} | {', '.join(s['errors']) or 'none'} |"
         for mode, s in stats.items())
     pace = f"{args.rate:g} per minute (overlapping)" if args.rate else f"one every {args.interval} s"
@@ -311,8 +352,8 @@ def main() -> None:
 
 {args.sessions} sessions per mode, {pace}; pool minReady {args.min_ready}.
 
-| mode | POST → 200 p50 / p99 ms | POST → translator active in the room p50 / p99 ms | POST → worker_ready (facade GET) p50 / p99 ms | POST → first translated audio p50 / p99 ms | joined | from the pool | errors |
-|---|---|---|---|---|---|---|---|
+| mode | POST → 200 p50 / p99 ms | POST → translator active in the room p50 / p99 ms | POST → worker_ready (facade GET) p50 / p99 ms | POST → first translated audio p50 / p99 ms | translator active → WorkerReady in the API p50 / p99 ms | joined | from the pool | errors |
+|---|---|---|---|---|---|---|---|---|
 {rows}
 
 Idle pooled workers (en→es preloaded): RSS {idle['rss_mb']} MB, CPU {idle['cpu_percent']} % of a core,
