@@ -106,6 +106,10 @@ class WorkerRuntime:
             return False, "loading speech engines"
         if not self.settings.room:
             return True, f"idle in pool {self.settings.pool}, waiting for a session"
+        if self.settings.pool and not self.joined.is_set():
+            # Claimed and joining: the claim answers once it is in (or fails and the pod goes),
+            # so a probe in between must not flip the session's WorkerReady back and forth.
+            return True, "claimed; joining the room"
         if not self._connected and self.task.state != TaskState.ENDED:
             return False, "not connected to the LiveKit room"
         return True, "ready"
