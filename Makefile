@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up what is missing first (hack/setup.sh).
-.PHONY: dev test test-fast e2e node setup bench bench-agents
+.PHONY: dev test test-fast e2e node setup bench bench-agents console
 
 setup:
 	@bash hack/setup.sh
@@ -35,3 +35,8 @@ bench: setup bench-agents
 bench-agents:
 	@test -x .venv-agents/bin/python || $${PYTHON:-python3} -m venv .venv-agents
 	.venv-agents/bin/pip install -q "livekit-agents==1.8.9"
+
+# The web console's script: console/src bundled with livekit-client (from npm) into the facade's
+# package (webhook/lingo_webhook/console/console.js, committed; a test checks it is current).
+console: setup
+	npm --prefix console run build

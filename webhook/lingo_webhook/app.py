@@ -20,6 +20,7 @@ from lingo_api.untrusted import CLIENT_ID_PATTERN, SECRET_PATTERN, UntrustedInpu
 
 from . import metrics
 from .clients import Client, ClientRegistry
+from .console_site import add_console_routes
 from .control_proxy import IssuedTokens, proxy_control
 from .errors import ApiError, json_errors, ok_response
 from .openapi import openapi_document
@@ -66,6 +67,8 @@ class FacadeConfig:
     # After SIGTERM: seconds of failing readiness while still serving, so that Services stop
     # sending new requests here before it stops listening.
     drain_seconds: float = 5.0
+    # LiveKit's URL as clients dial it (the console's Content-Security-Policy allows it).
+    livekit_public_url: str = ""
 
     @classmethod
     def from_env(cls) -> "FacadeConfig":
@@ -78,6 +81,7 @@ class FacadeConfig:
             control_namespaces=(namespace, *extra),
             replica=os.environ.get("POD_NAME") or f"{socket.gethostname()}/{os.getpid()}",
             drain_seconds=float(os.environ.get("LINGO_DRAIN_SECONDS", "5")),
+            livekit_public_url=os.environ.get("LINGO_LIVEKIT_PUBLIC_URL") or os.environ.get("LIVEKIT_URL", ""),
         )
 
 
@@ -186,6 +190,14 @@ async def get_session(request: web.Request) -> web.Response:
     return ok_response(describe(await request.app["store"].get_owned(client.client_id, session_id_of(request))))
 
 
+async def session_tokens(request: web.Request) -> web.Response:
+    """The tokens of one of the client's sessions (for the console to join a session it did not
+    create in this page); the same the create answered with."""
+    client = await authenticate(request)
+    session = await request.app["store"].get_owned(client.client_id, session_id_of(request))
+    return ok_response(await request.app["store"].read_tokens(session["metadata"]["name"]))
+
+
 async def delete_session(request: web.Request) -> web.Response:
     client = await authenticate(request)
     session = await request.app["store"].get_owned(client.client_id, session_id_of(request))
@@ -249,10 +261,12 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     app.router.add_get(f"{BASE}/sessions", list_sessions)
     app.router.add_get(f"{BASE}/sessions/{{id}}", get_session)
     app.router.add_delete(f"{BASE}/sessions/{{id}}", delete_session)
+    app.router.add_get(f"{BASE}/sessions/{{id}}/tokens", session_tokens)
     app.router.add_get(f"{BASE}/sessions/{{id}}/control", control)
     app.router.add_get(f"{BASE}/languages", languages)
     app.router.add_get(f"{BASE}/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.metrics_endpoint)
+    add_console_routes(app, config.livekit_public_url)
     return app

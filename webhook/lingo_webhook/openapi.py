@@ -98,6 +98,11 @@ def openapi_document(create_model, palabra_create_model) -> dict:
                 "delete": {"summary": "Delete a session (room, tokens and worker go with it)", "security": auth,
                            "responses": {"200": ok_any, **_errors(401, 403, 404)}},
             },
+            "/session-storage/sessions/{id}/tokens": {
+                "parameters": [session_id],
+                "get": {"summary": "The session's publisher and subscriber tokens (as its create answered)",
+                        "security": auth, "responses": {"200": ok_any, **_errors(401, 403, 404)}},
+            },
             "/session-storage/sessions/{id}/control": {
                 "parameters": [session_id, {"name": "token", "in": "query", "schema": {"type": "string"}}],
                 "get": {"summary": "WebSocket: translation control API (relayed to the session's worker); "

@@ -128,7 +128,7 @@ class SessionStore:
         name = created["metadata"]["name"]
         try:
             session = await asyncio.wait_for(self._wait_usable(name), self.ready_timeout)
-            tokens = await self._read_tokens(name)
+            tokens = await self.read_tokens(name)
         except (asyncio.TimeoutError, ApiError) as exc:
             # Never leave a half-made session behind: the finalizer also removes its room.
             await self.delete(name)
@@ -153,6 +153,6 @@ class SessionStore:
             raise ApiError(503, "session_failed", (session.get("status") or {}).get("message", "session failed"))
         return session
 
-    async def _read_tokens(self, name: str) -> dict:
+    async def read_tokens(self, name: str) -> dict:
         secret = await self.core.read_namespaced_secret(r.tokens_secret_name(name), self.namespace)
         return r.client_tokens_from_secret(secret.data or {})

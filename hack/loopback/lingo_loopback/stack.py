@@ -129,6 +129,7 @@ def main() -> None:
         assert cluster.livekit is not None
         print(f"""
 Lingo Operator dev stack is up.
+  Web console   {facade_url}/console/   (ClientID {client_id}, ClientSecret in {secret_file})
   REST facade   {facade_url}   (OpenAPI: {facade_url}/session-storage/openapi.json)
   LiveKit       {cluster.livekit.url}
   kubeconfig    {cluster.kubeconfig}
