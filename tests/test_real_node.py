@@ -142,6 +142,11 @@ def test_chart_runs_operator_and_facade_under_its_security_context(node, release
     lease = json.loads(node.kubectl("-n", NAMESPACE, "get", "lease", "lingo-operator", "-o", "json").stdout)
     operators = {p["metadata"]["name"] for p in pods(node, "-l", "app.kubernetes.io/component=operator")}
     assert lease["spec"]["holderIdentity"] in operators, lease["spec"]
+    # The web console comes with the facade, its policy naming the chart's public LiveKit URL.
+    import urllib.request
+    with urllib.request.urlopen(f"{release.facade_url}/console/", timeout=10) as response:
+        assert response.status == 200 and b"console.js" in response.read()
+        assert f"connect-src 'self' {node.livekit.url}" in response.headers["Content-Security-Policy"]
     version = json.loads(node.kubectl("version", "-o", "json").stdout)["serverVersion"]
     assert version["gitVersion"] == "v1.34.4"  # stamped: the chart's kubeVersion check passed
 
