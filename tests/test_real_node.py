@@ -127,6 +127,28 @@ def wait_for(probe, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}"[:2000])
 
 
+async def speak_and_hear_spanish(http, data: dict, samples, rate: int, publisher_url: str, subscriber_url: str) -> None:
+    """A subscriber listens on translation_es (and reads the control API) while the publisher says
+    the English sentence: the Spanish text arrives and the track is audible."""
+    listener, spanish = await listen_to_track(subscriber_url, data["subscriber"][0], "translation_es")
+    speaker = None
+    try:
+        async with http.ws_connect(data["control_url"], params={"token": data["subscriber"][1]}) as ws:
+            control = ControlClient(ws)
+            await control.next("current_task")
+            speaker = await publish_speech(publisher_url, data["publisher"][0], samples, rate)
+            translated = (await control.next("translated_transcription", timeout=90))["transcription"]
+            assert translated["language"] == "es" and "amigo" in translated["text"].lower(), translated
+            deadline = time.monotonic() + 30
+            while audible_frames(spanish) <= 20:
+                assert time.monotonic() < deadline, f"translation_es stayed silent ({len(spanish)} frames)"
+                await asyncio.sleep(0.2)
+    finally:
+        if speaker:
+            await speaker.disconnect()
+        await listener.disconnect()
+
+
 def test_chart_runs_operator_and_facade_under_its_security_context(node, release):
     for component in ("operator", "facade"):
         replicas = pods(node, "-l", f"app.kubernetes.io/component={component}")
@@ -218,23 +240,7 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
         kubernetes_service_ip = str(ipaddress.ip_network(SERVICE_CIDR)[1])
         assert inside[6] == kubernetes_service_ip and inside[7] == "unresolved", inside
 
-        listener, spanish = await listen_to_track(data["stream_url"], data["subscriber"][0], "translation_es")
-        speaker = None
-        try:
-            async with http.ws_connect(data["control_url"], params={"token": data["subscriber"][1]}) as ws:
-                control = ControlClient(ws)
-                await control.next("current_task")
-                speaker = await publish_speech(data["stream_url"], data["publisher"][0], samples, rate)
-                translated = (await control.next("translated_transcription", timeout=90))["transcription"]
-                assert translated["language"] == "es" and "amigo" in translated["text"].lower(), translated
-                deadline = time.monotonic() + 30
-                while audible_frames(spanish) <= 20:
-                    assert time.monotonic() < deadline, f"translation_es stayed silent ({len(spanish)} frames)"
-                    await asyncio.sleep(0.2)
-        finally:
-            if speaker:
-                await speaker.disconnect()
-            await listener.disconnect()
+        await speak_and_hear_spanish(http, data, samples, rate, data["stream_url"], data["stream_url"])
 
         async with http.delete(f"/session-storage/sessions/{session_id}", headers=headers) as response:
             assert response.status == 200
@@ -301,23 +307,7 @@ async def test_two_livekit_servers_of_the_chart_share_a_session_through_redis(no
             assert time.monotonic() < deadline, f"worker not ready: {session['conditions']}"
             await asyncio.sleep(0.3)
 
-        listener, spanish = await listen_to_track(urls[1], data["subscriber"][0], "translation_es")
-        speaker = None
-        try:
-            async with http.ws_connect(data["control_url"], params={"token": data["subscriber"][1]}) as ws:
-                control = ControlClient(ws)
-                await control.next("current_task")
-                speaker = await publish_speech(urls[0], data["publisher"][0], samples, rate)
-                translated = (await control.next("translated_transcription", timeout=90))["transcription"]
-                assert "amigo" in translated["text"].lower(), translated
-                deadline = time.monotonic() + 30
-                while audible_frames(spanish) <= 20:
-                    assert time.monotonic() < deadline, f"translation_es stayed silent ({len(spanish)} frames)"
-                    await asyncio.sleep(0.2)
-        finally:
-            if speaker:
-                await speaker.disconnect()
-            await listener.disconnect()
+        await speak_and_hear_spanish(http, data, samples, rate, publisher_url=urls[0], subscriber_url=urls[1])
         print(f"\npublisher via {urls[0]}, subscriber via {urls[1]}: translation heard", file=sys.stderr)
         async with http.delete(f"/session-storage/sessions/{session_id}", headers=headers) as response:
             assert response.status == 200

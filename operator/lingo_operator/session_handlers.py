@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import kopf
 from kubernetes_asyncio.client import ApiException
@@ -65,8 +65,7 @@ class SessionWorker:
     pool: str = ""  # the pool it was claimed from; "" for a session's own cold worker
     created: bool = False
     endpoint: str = ""
-    dry_pools: list[str] = field(default_factory=list)  # pools of the profile that had no idle worker
-    adopt: object = None  # a claimed worker's adoption (operator/lingo_operator/worker_claim.py), still to be awaited
+    adopt: object = None  # a claimed worker's adoption (worker_claim.adopt), still to be awaited
 
     @property
     def message(self) -> str:
@@ -109,7 +108,7 @@ async def claim_for(memo: kopf.Memo, session: dict, spec: SessionSpec, found: Wo
 
 
 async def ensure_worker(memo: kopf.Memo, session: dict, spec: SessionSpec, room: str, secret_data,
-                        pod: dict | None, dry_pools: list[str]) -> SessionWorker:
+                        pod: dict | None) -> SessionWorker:
     """The session's worker: the pooled one it claimed (handed the session now; in the room when
     this returns), or else its own cold pod (operator/lingo_operator/worker_claim.py)."""
     meta, core = session["metadata"], memo.core
@@ -133,7 +132,7 @@ async def ensure_worker(memo: kopf.Memo, session: dict, spec: SessionSpec, room:
         lambda n, ns: core.read_namespaced_pod(n, ns),
         namespace, cold_name, pod_body,
     )
-    return SessionWorker(cold_name, created=created, dry_pools=dry_pools)
+    return SessionWorker(cold_name, created=created)
 
 
 def backoff(config, retry: int) -> float:
@@ -218,15 +217,9 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     lap("secret")
 
     # 3. The worker: the claimed one is handed the session (in the room when that returns), or
-    # a cold pod of its own starts, whose readiness it reports (worker_ready_report below).
-    worker = await ensure_worker(memo, session, spec, room, secret.data, pooled_pod, dry_pools)
-    described["workerPodName"] = worker.pod_name
-    lap("pod")
-
-    # 4. Events for what this pass brought about (with a claimed worker's adoption, its owner and
-    # labels, at the same time: it is in the room already), then one status write for all of it
-    # (the pod watcher may already have set WorkerReady). Events go before the status: a crash
-    # between the two repeats the pass and its events rather than losing them.
+    # a cold pod of its own starts, whose readiness the worker reports (worker_readiness.py).
+    # Meanwhile the events for the room, the tokens and a dry pool go out: they come before the
+    # status that records them, so a crash in between repeats them rather than losing them.
     status_seen = body.get("status") or {}
     announcements = [
         (r.Condition.ROOM_READY, "RoomCreated", f"LiveKit room {room} exists"),
@@ -235,14 +228,24 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     ]
     events = [(reason, message, False) for ctype, reason, message in announcements
               if not condition_true(status_seen, ctype)]
-    if worker.dry_pools:
-        events.append(("NoIdleWorker", f"no idle worker in pool(s) {', '.join(worker.dry_pools)}; "
+    if dry_pools and pooled_pod is None:
+        events.append(("NoIdleWorker", f"no idle worker in pool(s) {', '.join(dry_pools)}; "
                                        "starting a worker of its own", True))
+    worker, *_ = await together(ensure_worker(memo, session, spec, room, secret.data, pooled_pod),
+                                *(post_event(memo.core, body, *event) for event in events))
+    described["workerPodName"] = worker.pod_name
+    lap("pod")
+
+    # 4. One status write for all of it (the pod watcher may already have set WorkerReady). A
+    # claimed worker is in the room already: its status goes out at once, with its adoption
+    # (owner and labels) and its WorkerClaimed event alongside (the one event a crash right
+    # there can lose; the status keeps the same fact). A cold worker's event goes first.
     if worker.pool:
-        events.append(("WorkerClaimed", worker.message, False))
-    elif worker.created or get_condition(status_seen, r.Condition.WORKER_READY) is None:
-        events.append(("WorkerCreated", f"worker pod {worker.pod_name} created", False))
-    await together(*(post_event(memo.core, body, *event) for event in events), *filter(None, [worker.adopt]))
+        alongside = [post_event(memo.core, body, "WorkerClaimed", worker.message), worker.adopt]
+    else:
+        alongside = []
+        if worker.created or get_condition(status_seen, r.Condition.WORKER_READY) is None:
+            await post_event(memo.core, body, "WorkerCreated", f"worker pod {worker.pod_name} created")
     lap("events")
 
     def provisioned(status: dict, _) -> bool:
@@ -257,7 +260,8 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
             set_condition(status, r.Condition.WORKER_READY, False, "WorkerStarting", "worker pod is starting")
         return False
 
-    if await update_status(memo.custom, namespace, name, provisioned):
+    flipped, *_ = await together(update_status(memo.custom, namespace, name, provisioned), *alongside)
+    if flipped:
         metrics.WORKER_READY_SECONDS.labels("claimed").observe(seconds_since(meta["creationTimestamp"]))
     crash_point("reconcile.status_written")
     lap("status")

@@ -11,16 +11,16 @@ import time
 
 import aiohttp
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client import CoordinationV1Api, CoreV1Api
 from livekit import api as livekit_api
 
 from lingo_api import resources as r
-from lingo_loopback.cluster import LoopbackCluster
 from lingo_loopback.processes import ManagedProcess, free_port
-from lingo_loopback.stack import create_namespace, register_client, start_facade, start_operator
+from lingo_loopback.stack import register_client, start_facade, start_operator
 
 from ..helpers import create_session, eventually, get_session
+from .conftest import private_cluster
 
 LEASE = "lingo-operator"
 
@@ -28,22 +28,8 @@ LEASE = "lingo-operator"
 @pytest.fixture(scope="module")
 async def ha():
     """A loopback cluster (no kubelet: worker pods stay Pending, which is all these tests need)."""
-    cluster = LoopbackCluster().start()
-    processes: list[ManagedProcess] = []
-    api = None
-    try:
-        namespace = f"ha-{secrets.token_hex(2)}"
-        create_namespace(cluster, namespace)
-        configuration = client.Configuration()
-        await config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=configuration)
-        api = client.ApiClient(configuration)
-        yield cluster, namespace, api, processes
-    finally:
-        if api:
-            await api.close()
-        for process in reversed(processes):
-            process.stop()
-        cluster.cleanup()
+    async with private_cluster("ha") as cluster_namespace_api_processes:
+        yield cluster_namespace_api_processes
 
 
 def start_replica(cluster, namespace: str, index: int) -> ManagedProcess:
