@@ -99,7 +99,7 @@ async def record_worker_state(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: s
             seconds_since(session["metadata"]["creationTimestamp"]))
     if session is not None and not (ready and pool):
         await post_event(memo.core, session, reason, message,
-                    warning=not ready and reason not in ("WorkerStarting", "WorkerDeleted", TASK_ENDED))
+                         warning=not ready and reason not in ("WorkerStarting", "WorkerDeleted", TASK_ENDED))
     if current and ended:  # the session needs another worker now, not at the next drift check
         latest = await memo.custom.get_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL,
                                                                 session_name)
