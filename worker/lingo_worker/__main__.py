@@ -49,7 +49,8 @@ async def stay_in_room(runtime: WorkerRuntime, stop: asyncio.Event) -> int:
             await _first(stop.wait(), asyncio.sleep(delay))
             delay = min(delay * 2, 30)
             continue
-        await _first(stop.wait(), runtime.disconnected.wait())
+        # The task's end is awaited itself, not only the disconnect it causes.
+        await _first(stop.wait(), runtime.disconnected.wait(), runtime.ended.wait())
         if stop.is_set():
             return 0
         if runtime.task.state == TaskState.ENDED:
@@ -79,7 +80,8 @@ async def serve(settings: WorkerSettings) -> int:
 
         desk = ClaimDesk(settings.claim_token, accept, runtime.joined)
         app.router.add_post("/claim", desk.handle)
-    runner = web.AppRunner(app, access_log=None)
+    # A worker that is done does not wait long on open control connections (they are told first).
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     log.info("control API on %s:%s (%s, profile %s)", settings.host, settings.port,

@@ -92,6 +92,7 @@ class WorkerRuntime:
         self._connected = False
         self._closing = False
         self.disconnected = asyncio.Event()
+        self.ended = asyncio.Event()  # set when the task ends (end_task): the worker then exits
         self.joined = asyncio.Event()  # set at the first join, and kept
         # Set when LiveKit deleted the room: the session is over, and the worker leaves for good.
         self.room_deleted = False
@@ -151,7 +152,10 @@ class WorkerRuntime:
         if self.pipeline:
             self.pipeline.task = self.task
         if state == TaskState.ENDED:
-            await self.shutdown_media()
+            try:
+                await self.shutdown_media()
+            finally:
+                self.ended.set()
 
     def speaker(self, identity: str):
         return self.pipeline.speaker(identity)
@@ -311,6 +315,10 @@ class WorkerRuntime:
         self._publications.clear()
 
     async def shutdown_media(self) -> None:
+        """Leave the room and stop the engines' processes; once (the task's end and the process's
+        exit both ask)."""
+        if self._closing:
+            return
         self._closing = True
         await self.reset_media()
         for engine in (self.engines.translator, self.engines.synthesizer) if self.engines else ():
