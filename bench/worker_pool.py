@@ -90,14 +90,31 @@ async def one_dispatch(lk: livekit_api.LiveKitAPI) -> dict:
             "join_to_worker_ready_ms": None}
 
 
-class TranslatorWatch:
+class FirstSeen:
+    """Notes when something was first seen per key, by a background task of the subclass's."""
+
+    def __init__(self, follow):
+        self.seen_at: dict[str, float] = {}
+        self._task = asyncio.create_task(follow)
+
+    async def when(self, key: str, timeout: float = 60) -> float | None:
+        deadline = time.perf_counter() + timeout
+        while key not in self.seen_at and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        return self.seen_at.get(key)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+class TranslatorWatch(FirstSeen):
     """Polls LiveKit (every ~10 ms) and notes when a translator first became active in each room,
     so a session's join is timed from its POST even when the POST answers later."""
 
     def __init__(self, lk: livekit_api.LiveKitAPI):
         self.lk = lk
-        self.active_at: dict[str, float] = {}
-        self._task = asyncio.create_task(self._poll())
+        super().__init__(self._poll())
 
     async def _poll(self) -> None:
         while True:
@@ -106,33 +123,22 @@ class TranslatorWatch:
             except Exception:  # LiveKit busy: try again
                 await asyncio.sleep(0.05)
                 continue
-            pending = [room.name for room in listing.rooms if room.name not in self.active_at]
+            pending = [room.name for room in listing.rooms if room.name not in self.seen_at]
             found = await asyncio.gather(*(translator_active(self.lk, name) for name in pending),
                                          return_exceptions=True)
             now = time.perf_counter()
             for name, active in zip(pending, found):
                 if active is True:
-                    self.active_at[name] = now
+                    self.seen_at[name] = now
             await asyncio.sleep(0.01)
 
-    async def joined(self, room: str, timeout: float = 60) -> float | None:
-        deadline = time.perf_counter() + timeout
-        while room not in self.active_at and time.perf_counter() < deadline:
-            await asyncio.sleep(0.01)
-        return self.active_at.get(room)
 
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-
-class WorkerReadyWatch:
+class WorkerReadyWatch(FirstSeen):
     """Watches the namespace's StreamingSessions and notes when each one's WorkerReady condition
     first shows True in the API server (what `kubectl wait` and the facade see)."""
 
     def __init__(self, kubeconfig: Path):
-        self.ready_at: dict[str, float] = {}
-        self._task = asyncio.create_task(self._follow(kubeconfig))
+        super().__init__(self._follow(kubeconfig))
 
     async def _follow(self, kubeconfig: Path) -> None:
         configuration = kube_client.Configuration()
@@ -145,20 +151,10 @@ class WorkerReadyWatch:
                                                  r.SESSION_PLURAL, timeout_seconds=300):
                     session = event["object"]
                     name = session["metadata"]["name"]
-                    if name not in self.ready_at and any(
+                    if name not in self.seen_at and any(
                             c["type"] == r.Condition.WORKER_READY and c["status"] == "True"
                             for c in (session.get("status") or {}).get("conditions") or []):
-                        self.ready_at[name] = time.perf_counter()
-
-    async def ready(self, name: str, timeout: float = 60) -> float | None:
-        deadline = time.perf_counter() + timeout
-        while name not in self.ready_at and time.perf_counter() < deadline:
-            await asyncio.sleep(0.01)
-        return self.ready_at.get(name)
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+                        self.seen_at[name] = time.perf_counter()
 
 
 async def first_translation(data: dict, started: float) -> float | None:
@@ -211,8 +207,8 @@ async def one_session(http: aiohttp.ClientSession, headers: dict, watch: Transla
             if (await response.json())["data"]["worker_ready"]:
                 ready = time.perf_counter()
         await asyncio.sleep(0.01)
-    in_room = await watch.joined(data["room_name"], timeout=max(0.0, 60 - (time.perf_counter() - started)))
-    ready_in_api = await ready_watch.ready(data["session_id"], timeout=max(0.0, 60 - (time.perf_counter() - started)))
+    in_room = await watch.when(data["room_name"], timeout=max(0.0, 60 - (time.perf_counter() - started)))
+    ready_in_api = await ready_watch.when(data["session_id"], timeout=max(0.0, 60 - (time.perf_counter() - started)))
     translated = await heard if heard else None
     worker = await asyncio.to_thread(read_session, data["session_id"])
     async with http.delete(f"/session-storage/sessions/{data['session_id']}", headers=headers):

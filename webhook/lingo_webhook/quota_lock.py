@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 from kubernetes_asyncio.client import ApiException, CoordinationV1Api, V1Lease
 
-from lingo_api.kube_time import now_micro_time
+from lingo_api.kube_time import now_micro_time, parse_time
 
 from .errors import ApiError
 
@@ -104,6 +104,6 @@ class ClientQuotaLock:
         if renewed is None:
             return False
         if isinstance(renewed, str):
-            renewed = dt.datetime.fromisoformat(renewed.replace("Z", "+00:00"))
+            renewed = parse_time(renewed)
         expires = renewed + dt.timedelta(seconds=spec.lease_duration_seconds or HOLD_SECONDS)
         return dt.datetime.now(dt.timezone.utc) < expires
