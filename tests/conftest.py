@@ -128,3 +128,13 @@ def pytest_collection_modifyitems(config, items):
     """Speech tests late and the real node last: slowest last, so a failure elsewhere shows sooner."""
     items.sort(key=lambda item: 2 if item.get_closest_marker("node") else 1 if item.get_closest_marker("slow") else 0)
 
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the LiveKit SDK's runtime while the interpreter is whole. Left to its own atexit hook,
+    its Rust threads may call back into a Python that is already shutting down, and the process
+    aborts after every test has passed (seen once in .ci/run)."""
+    from livekit.rtc._ffi_client import FfiClient  # the SDK has no public dispose
+
+    if FfiClient._instance is not None:
+        FfiClient._instance._dispose()
