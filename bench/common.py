@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +31,12 @@ def loopback_stack(facade_namespace: str, with_kubelet: bool):
         create_namespace(cluster, facade_namespace)
         processes.append(start_facade(cluster, port, facade_namespace))
         yield cluster, facade_url
+    except BaseException:
+        # The stack's logs (workers' included) go with the cluster: kept for the post-mortem.
+        kept = Path(tempfile.mkdtemp(prefix="lingo-bench-logs-"))
+        shutil.copytree(cluster.log_dir, kept, dirs_exist_ok=True)
+        print(f"the run failed; the stack's logs are in {kept}", flush=True)
+        raise
     finally:
         for process in reversed(processes):
             process.stop()

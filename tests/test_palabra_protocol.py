@@ -38,16 +38,32 @@ def test_tuning_fields_map_where_they_can_and_are_listed_where_they_cannot():
                           "sentence_splitter": {"enabled": True}},
         "translations": [{"target_language": "ca", "speech_generation": {"voice_id": "default_low"}}],
         "preprocessing": {"vad_threshold": 0.6, "pre_vad_denoise": False},
-        "translation_queue_configs": {"global": {"desired_queue_level_ms": 5000}}}}
+        "translation_queue_configs": {"global": {"desired_queue_level_ms": 5000, "tempo_decay": 0.35}}}}
     request = parse_set_task(task)
-    assert request.update.options == {"vad_threshold": 0.6, "min_silence_ms": 700}
+    assert request.update.options == {"vad_threshold": 0.6, "min_silence_ms": 700, "desired_queue_ms": 5000}
     updated = TranslationTask(source_language="en", target_languages=["es"]).updated(request.update)
     assert updated.target_languages == ["ca"] and updated.options.min_silence_ms == 700
     assert sorted(request.ignored_fields) == [
         "pipeline.preprocessing.pre_vad_denoise", "pipeline.transcription.asr_model",
         "pipeline.transcription.sentence_splitter.enabled",
-        "pipeline.translation_queue_configs.global.desired_queue_level_ms",
+        "pipeline.translation_queue_configs.global.tempo_decay",
         "pipeline.translations.0.speech_generation.voice_id"]
+
+
+def test_palabra_interpretation_fields_become_options():
+    task = {"pipeline": {
+        "transcription": {"source_language": "en", "only_confirm_by_silence": True,
+                          "sentence_splitter": {"advanced": {"force_split_min_seconds": 6.0}}},
+        "translations": [{"target_language": "es", "translate_partial_transcriptions": True}],
+        "translation_queue_configs": {"global": {"desired_queue_level_ms": 5000, "max_queue_level_ms": 20000,
+                                                 "auto_tempo": True, "min_tempo": 1.15, "max_tempo": 1.45}}}}
+    request = parse_set_task(task)
+    assert request.update.options == {
+        "interpretation": "consecutive", "max_segment_seconds": 6.0, "translate_partials": True,
+        "desired_queue_ms": 5000, "max_queue_ms": 20000, "auto_tempo": True, "min_tempo": 1.15, "max_tempo": 1.45}
+    assert request.ignored_fields == []
+    options = TranslationTask(source_language="en", target_languages=["es"]).updated(request.update).options
+    assert not options.simultaneous and options.unit_seconds == 6.0
 
 
 def test_the_flat_task_of_this_project_still_works():

@@ -137,8 +137,11 @@ async def speak_and_hear_spanish(http, data: dict, samples, rate: int, publisher
             control = ControlClient(ws)
             await control.next("current_task")
             speaker = await publish_speech(publisher_url, data["publisher"][0], samples, rate)
-            translated = (await control.next("translated_transcription", timeout=90))["transcription"]
-            assert translated["language"] == "es" and "amigo" in translated["text"].lower(), translated
+            translated: list[str] = []  # the sentences may come as one unit or several
+            while "amigo" not in " ".join(translated).lower():
+                unit = (await control.next("translated_transcription", timeout=90))["transcription"]
+                assert unit["language"] == "es", unit
+                translated.append(unit["text"])
             deadline = time.monotonic() + 30
             while audible_frames(spanish) <= 20:
                 assert time.monotonic() < deadline, f"translation_es stayed silent ({len(spanish)} frames)"

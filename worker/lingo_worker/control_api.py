@@ -6,11 +6,12 @@ WebSocket a client authenticates with its session token (`?token=` or a first `a
 message); in the room, LiveKit has already authenticated the sender, whose identity maps to
 the token issued for it. Then:
   get_task (read) · set_task (write for languages or audio over the WebSocket, edit for options
-  only) · pause_task / resume_task / end_task (write) · input_audio_data and eos (write, a
-  WebSocket whose set_task chose `input_stream.source.type = "ws"`).
-The worker sends current_task, partial/validated/translated_transcription, pipeline_timings,
-tts_buffer_stats, output_audio_data (WebSocket clients that asked for it), eos and error
-`{"code", "desc"}`.
+  only) · pause_task / resume_task / end_task / flush_task (write) · input_audio_data and eos
+  (write, a WebSocket whose set_task chose `input_stream.source.type = "ws"`).
+The worker sends current_task, partial/validated/translated_transcription,
+partial_translated_transcription (when the task asks), pipeline_timings, tts_buffer_stats,
+output_audio_data (WebSocket clients that asked for it, as the track plays it), warning, eos and
+error `{"code", "desc"}`.
 """
 
 from __future__ import annotations
@@ -42,10 +43,17 @@ log = logging.getLogger("lingo.worker")
 
 AUTH_TIMEOUT_SECONDS = 10
 MAX_MESSAGE_BYTES = 64 * 1024
-OUTPUT_CHUNK_SECONDS = 0.32
 INVALID_TOKEN = "token was not issued for this session"
 MAX_READY_WAIT_SECONDS = 60
 MAX_READY_WAITERS = 4  # the operator holds one; the port is not for crowds
+# eos waits at most this long for the translation of the client's last words to play out.
+EOS_DRAIN_SECONDS = 30
+# Speakers whose audio comes over the control WebSocket (Palabra's ws mode) are named so.
+WEBSOCKET_SPEAKER_PREFIX = "ws-"
+
+
+def websocket_speaker(identity: str) -> str:
+    return f"{WEBSOCKET_SPEAKER_PREFIX}{identity}"
 
 
 class TaskController(Protocol):
@@ -60,6 +68,10 @@ class TaskController(Protocol):
     async def wait_ready(self, timeout: float) -> tuple[bool, str]: ...
 
     def speaker(self, identity: str): ...
+
+    def flush(self) -> None: ...
+
+    async def drained(self) -> None: ...
 
     async def publish_data(self, payload: bytes, identity: str | None = None) -> None: ...
 
@@ -144,8 +156,10 @@ class ControlHub:
         except Exception:  # not in the room right now: WebSocket clients still got it
             pass
 
-    async def speech(self, language: str, transcription_id: str, samples: np.ndarray, sample_rate: int) -> None:
-        """Translated speech to the WebSocket clients that asked for audio over the socket."""
+    async def speech(self, language: str, transcription_id: str, samples: np.ndarray, sample_rate: int,
+                     last: bool) -> None:
+        """A chunk of translated speech, as the track plays it, to the WebSocket clients that asked
+        for audio over the socket (worker/lingo_worker/audio_output.py paces it)."""
         for peer in list(self.clients):
             if not peer.streams.audio_out_over_ws:
                 continue
@@ -153,13 +167,9 @@ class ControlHub:
             pcm = np.clip(resample(samples.astype(np.float32), sample_rate, rate), -32768, 32767).astype(np.int16)
             if peer.streams.output_channels == 2:
                 pcm = np.repeat(pcm, 2)
-            step = int(rate * OUTPUT_CHUNK_SECONDS) * peer.streams.output_channels
-            starts = range(0, max(len(pcm), 1), step)
             try:
-                for start in starts:
-                    last = start + step >= len(pcm)
-                    await peer.send("output_audio_data", protocol.output_audio(
-                        pcm[start:start + step].tobytes(), language, transcription_id, last))
+                await peer.send("output_audio_data", protocol.output_audio(pcm.tobytes(), language, transcription_id,
+                                                                           last))
             except (ConnectionError, RuntimeError):
                 self.clients.discard(peer)
 
@@ -236,7 +246,7 @@ class ControlHub:
         handler = {
             "get_task": self._get_task, "set_task": self._set_task, "pause_task": self._change_state,
             "resume_task": self._change_state, "end_task": self._change_state,
-            "input_audio_data": self._input_audio, "eos": self._end_of_stream,
+            "input_audio_data": self._input_audio, "eos": self._end_of_stream, "flush_task": self._flush,
         }.get(message_type)
         if message_type == "authenticate":
             await peer.send("error", protocol.error("ALREADY_AUTHENTICATED", "this connection is already authenticated"))
@@ -282,7 +292,7 @@ class ControlHub:
         if request.streams is not None:
             peer.streams = request.streams
             if request.streams.audio_in_over_ws and peer.speaker is None:
-                peer.speaker = self.controller.speaker(f"ws-{peer.grant.identity}")
+                peer.speaker = self.controller.speaker(websocket_speaker(peer.grant.identity))
         await self.broadcast("current_task", self.current_task())  # the asking client included
 
     async def _change_state(self, peer: Peer, message_type: str, _data: dict) -> None:
@@ -313,13 +323,30 @@ class ControlHub:
         samples = resample(pcm.astype(np.float32) / 32768.0, peer.streams.input_rate, ASR_SAMPLE_RATE)
         await peer.speaker.feed(samples)
 
+    async def _flush(self, peer: Peer, _type: str, _data: dict) -> None:
+        """Palabra's flush_task: the unit in progress is translated now, without waiting for the
+        speaker to pause (the sender's own speech over this socket, else every speaker's)."""
+        if not await self._require(peer, Permission.WRITE):
+            return
+        if peer.speaker is not None:
+            peer.speaker.flush()
+            return
+        self.controller.flush()
+        for client in self.clients:
+            if client.speaker is not None:
+                client.speaker.flush()
+
     async def _end_of_stream(self, peer: Peer, _type: str, _data: dict) -> None:
-        """The client's audio has ended: translate what is left, then answer eos."""
+        """The client's audio has ended: translate what is left, let it play out, then answer eos."""
         if peer.speaker is not None:
             speaker, peer.speaker = peer.speaker, None
             await speaker.close()
+            try:
+                await asyncio.wait_for(self.controller.drained(), timeout=EOS_DRAIN_SECONDS)
+            except TimeoutError:
+                pass
             if peer.streams.audio_in_over_ws:
-                peer.speaker = self.controller.speaker(f"ws-{peer.grant.identity}")
+                peer.speaker = self.controller.speaker(websocket_speaker(peer.grant.identity))
         await peer.send("eos", {})
 
 

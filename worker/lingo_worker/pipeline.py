@@ -1,7 +1,9 @@
-"""Speech in, translated speech out: VAD segments -> recognition -> translation -> synthesis.
+"""Translation units in, translated speech out: recognition calls, translation, synthesis and the
+speech backlog of each target track.
 
-Each publisher's audio gets its own segmenter and its own ordered processing queue; the
-engines run in threads so the event loop keeps serving audio and the control API.
+Each speaker's audio is turned into units by its own SpeakerStream
+(worker/lingo_worker/speaker_stream.py); this module translates and speaks them. The engines run in
+threads so the event loop keeps serving audio and the control API.
 """
 
 from __future__ import annotations
@@ -9,24 +11,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import numpy as np
 
 from . import metrics, protocol
-from .audio_output import TranslatedTrack
+from .audio_output import ChunkSink, QueuedSpeech, TranslatedTrack
+from .engines.base import RecognizedWord, SpeechRecognizer
 from .engines.registry import Engines
-from .segmenter import Segment, SpeechSegmenter
 from .task import TaskState, TranslationTask
+
+if TYPE_CHECKING:
+    from .speaker_stream import RecognizedUnit, SpeakerStream
+    from .streaming_transcriber import Snapshot, Word
 
 log = logging.getLogger("lingo.worker")
 
 Emit = Callable[[str, dict], Awaitable[None]]
-# (language, transcription_id, int16 samples, sample rate): speech for clients that take audio
-# over the control WebSocket.
-SpeechSink = Callable[[str, str, np.ndarray, int], Awaitable[None]]
-# Queue level reported in tts_buffer_stats.
-MAX_QUEUE_MS = 20_000
+# (speaker identity, segment id, language, text, final, the speaker's own words or a translation)
+CaptionSink = Callable[[str, str, str, str, bool, bool], Awaitable[None]]
+
+
+PACE_SMOOTHING = 0.2  # weight of the newest unit in the learned pace
 
 
 def _ms(seconds: float) -> float:
@@ -36,9 +42,10 @@ def _ms(seconds: float) -> float:
 class TranslationPipeline:
     def __init__(self, engines: Engines, task: TranslationTask, emit: Emit,
                  tracks_changed: Callable[[list[str]], Awaitable[None]] | None = None,
-                 on_speech: SpeechSink | None = None):
+                 on_speech: ChunkSink | None = None, on_caption: CaptionSink | None = None):
         self.engines = engines
         self._on_speech = on_speech
+        self._on_caption = on_caption
         self.task = task
         self._emit = emit
         self._tracks_changed = tracks_changed
@@ -47,154 +54,182 @@ class TranslationPipeline:
         # partial on a thread-safe recognizer, and partials are skipped while finals run.
         self._recognizer_lock = asyncio.Lock()
         self.finals_running = 0
+        self._reports: set[asyncio.Task] = set()  # units waiting to be heard (pipeline_timings)
+        # Per target language, the voice's pace in characters per second (at tempo 1), learned from
+        # what it synthesized: how long a translation will take, before it is synthesized.
+        self._pace: dict[str, float] = {}
 
     async def ensure_tracks(self) -> None:
         wanted = set(self.task.target_languages)
         for language in wanted - self.tracks.keys():
-            self.tracks[language] = TranslatedTrack(language)
+            self.tracks[language] = TranslatedTrack(language, self._on_speech)
         for language in set(self.tracks) - wanted:
             await self.tracks.pop(language).close()
         if self._tracks_changed:
             await self._tracks_changed(sorted(self.tracks))
 
     def speaker(self, identity: str) -> "SpeakerStream":
+        from .speaker_stream import SpeakerStream
+
         return SpeakerStream(self, identity)
 
-    async def transcribe(self, audio: np.ndarray, final: bool) -> str:
+    def recognizer(self) -> SpeechRecognizer:
         task = self.task
-        recognizer = self.engines.recognizer_for(task.source_language, task.options.asr_engine)
+        return self.engines.recognizer_for(task.source_language, task.options.asr_engine)
+
+    async def recognize(self, snapshot: "Snapshot", final: bool) -> list[RecognizedWord]:
+        task = self.task
+        recognizer = self.recognizer()
+        call = (recognizer.transcribe_words, snapshot.audio, task.source_language)
         self.finals_running += final
         try:
             if recognizer.thread_safe:
-                return await asyncio.to_thread(recognizer.transcribe, audio, task.source_language)
+                return await asyncio.to_thread(*call)
             async with self._recognizer_lock:
-                return await asyncio.to_thread(recognizer.transcribe, audio, task.source_language)
+                return await asyncio.to_thread(*call)
         finally:
             self.finals_running -= final
 
-    async def process_segment(self, identity: str, segment: Segment, start: float, end: float) -> None:
-        """One utterance (`start`/`end`: seconds into the speaker's stream) through every stage."""
+    async def translate(self, text: str, language: str) -> str:
+        return await asyncio.to_thread(self.engines.translator.translate, text, self.task.source_language, language)
+
+    async def partial(self, identity: str, transcription_id: str, words: list["Word"]) -> None:
+        """What the speaker is saying now, before it is a unit (and its translation when asked)."""
+        task = self.task
+        text = " ".join(word.text for word in words)
+        start, end = words[0].start, words[-1].end
+        await self._emit("partial_transcription", protocol.transcription(
+            transcription_id, task.source_language, text, start, end, identity))
+        await self._caption(identity, transcription_id, task.source_language, text, False, True)
+        if not task.options.translate_partials:
+            return
+        for language in task.target_languages:
+            translated = await self.translate(text, language)
+            await self._emit("partial_translated_transcription", protocol.transcription(
+                transcription_id, language, translated, start, end, identity))
+            await self._caption(identity, transcription_id, language, translated, False, False)
+
+    async def process_unit(self, speaker: "SpeakerStream", recognized: "RecognizedUnit") -> None:
+        """One unit through translation and synthesis into each target's backlog."""
         task = self.task
         if task.state != TaskState.RUNNING:
             return
-        transcription_id = f"{identity}:{segment.index}"
-        audio_seconds = len(segment.audio) / 16000
-        timings: dict[str, float] = {"audio_seconds": round(audio_seconds, 2)}
-        started = time.monotonic()
-        text = await self.transcribe(segment.audio, final=True)
-        timings["asr_ms"] = _ms(time.monotonic() - started)
-        timings["asr_real_time_factor"] = round((time.monotonic() - started) / max(audio_seconds, 1e-3), 3)
-        if not text:
-            return
+        unit, identity = recognized.unit, speaker.identity
+        transcription_id = speaker.transcription_id(unit.index)
+        timings: dict[str, float] = {
+            "audio_seconds": round(unit.end - unit.start, 2),
+            "asr_ms": _ms(recognized.decode_seconds),
+            "asr_real_time_factor": round(recognized.decode_seconds / max(recognized.decoded_audio_seconds, 1e-3), 3),
+            "commit_lag_ms": _ms(recognized.closed_at - recognized.last_word_at),
+        }
         await self._emit("validated_transcription", protocol.transcription(
-            transcription_id, task.source_language, text, start, end, identity))
-        first_frames = []
+            transcription_id, task.source_language, unit.text, unit.start, unit.end, identity))
+        await self._caption(identity, transcription_id, task.source_language, unit.text, True, True)
+        queued: list[tuple[str, str, QueuedSpeech]] = []
         for language in task.target_languages:
             started = time.monotonic()
-            translated = await asyncio.to_thread(self.engines.translator.translate, text, task.source_language, language)
+            translated = await self.translate(unit.text, language)
             timings[f"mt_ms.{language}"] = _ms(time.monotonic() - started)
             await self._emit("translated_transcription", protocol.transcription(
-                transcription_id, language, translated, start, end, identity))
-            if not translated or language not in self.tracks:
+                transcription_id, language, translated, unit.start, unit.end, identity))
+            track = self.tracks.get(language)
+            if not translated or track is None:
                 continue
+            backlog = task.options.backlog
+            pace = self._pace.get(language)  # characters per second at the voice's own pace
+            natural_ms = len(translated) / pace * 1000 if pace else 0.0
+            tempo = backlog.tempo(track.queued_ms(), (unit.end - unit.start) * 1000, natural_ms)
             started = time.monotonic()
             speech = await asyncio.to_thread(
                 self.engines.synthesizer.synthesize, translated, language,
-                task.options.voices.get(language), task.options.speech_rate,
+                task.options.voices.get(language), task.options.speech_rate, tempo,
             )
             timings[f"tts_ms.{language}"] = _ms(time.monotonic() - started)
-            timings[f"tts_audio_seconds.{language}"] = round(len(speech.samples) / speech.sample_rate, 2)
+            seconds = len(speech.samples) / speech.sample_rate
+            if seconds > 0:
+                measured = len(translated) / (seconds * tempo)
+                self._pace[language] = measured if pace is None else pace + PACE_SMOOTHING * (measured - pace)
+            timings[f"tts_audio_seconds.{language}"] = round(seconds, 2)
+            timings[f"tempo.{language}"] = tempo
             track = self.tracks.get(language)  # the language may have been dropped meanwhile
-            if track is not None:
-                first_frames.append((language, track.play(speech.samples, speech.sample_rate)))
-            if self._on_speech:
-                await self._on_speech(language, transcription_id, speech.samples, speech.sample_rate)
-        if first_frames:
-            await self._emit("tts_buffer_stats", protocol.tts_buffer_stats(
-                {language: (track.queued_ms(), MAX_QUEUE_MS) for language, track in self.tracks.items()}))
-        for language, first_frame in first_frames:
-            went_out = await first_frame
-            timings[f"end_of_speech_to_audio_ms.{language}"] = _ms(went_out - segment.speech_ended_at)
-            metrics.END_TO_AUDIO.labels(language).observe(went_out - segment.speech_ended_at)
+            if track is None:
+                continue
+            await self._make_room(track, backlog.excess_ms(track.queued_ms(), seconds * 1000))
+            timings[f"queue_ms.{language}"] = round(track.queued_ms())
+            queued.append((language, translated, track.play(speech.samples, speech.sample_rate, transcription_id)))
+            metrics.TEMPO.labels(language).observe(tempo)
+        if queued:
+            await self._emit("tts_buffer_stats", self.buffer_stats())
         metrics.SEGMENTS.inc()
-        metrics.STAGE_SECONDS.labels("asr").observe(timings["asr_ms"] / 1000)
+        metrics.STAGE_SECONDS.labels("asr").observe(recognized.decode_seconds)
         for key, milliseconds in timings.items():
             stage = key.split("_ms.", 1)[0]
             if stage in ("mt", "tts"):
                 metrics.STAGE_SECONDS.labels(stage).observe(milliseconds / 1000)
-        await self._emit("pipeline_timings", protocol.pipeline_timings(transcription_id, timings))
+        # The next unit is translated while this one waits to be heard: the backlog is the
+        # tracks' queues, where it is measured and bounded, not a line of units in front of them.
+        report = asyncio.create_task(self._when_heard(identity, transcription_id, recognized, queued, timings))
+        self._reports.add(report)
+        report.add_done_callback(self._reports.discard)
+
+    async def _when_heard(self, identity: str, transcription_id: str, recognized: "RecognizedUnit",
+                          queued: list[tuple[str, str, QueuedSpeech]], timings: dict[str, float]) -> None:
+        """Once a unit's speech starts on each track: its captions, timings and latency metrics."""
+        try:
+            for language, translated, speech in queued:
+                went_out = await speech.started
+                if went_out is None:  # dropped from the backlog before it played
+                    continue
+                timings[f"end_of_speech_to_audio_ms.{language}"] = _ms(went_out - recognized.last_word_at)
+                timings[f"first_word_to_audio_ms.{language}"] = _ms(went_out - recognized.first_word_at)
+                metrics.END_TO_AUDIO.labels(language).observe(went_out - recognized.last_word_at)
+                metrics.FIRST_WORD_TO_AUDIO.labels(language).observe(went_out - recognized.first_word_at)
+                # Captions of the translation go out with its speech, as LiveKit Agents syncs them.
+                await self._caption(identity, transcription_id, language, translated, True, False)
+            await self._emit("pipeline_timings", protocol.pipeline_timings(transcription_id, timings))
+        except Exception:
+            log.exception("reporting unit %s failed", transcription_id)
+
+    async def _make_room(self, track: TranslatedTrack, milliseconds: float) -> None:
+        """Past the backlog's maximum the oldest waiting units go, and clients are told."""
+        if milliseconds <= 0:
+            return
+        dropped = track.drop_oldest(milliseconds)
+        if not dropped:
+            return
+        dropped_ms = sum(queued.milliseconds for queued in dropped)
+        metrics.SPEECH_DROPPED.labels(track.language).inc(dropped_ms / 1000)
+        await self._emit("warning", protocol.warning(
+            "SPEECH_QUEUE_OVERFLOW",
+            f"the {track.language} speech backlog passed max_queue_ms; {len(dropped)} waiting units dropped",
+            language=track.language, transcription_ids=[queued.transcription_id for queued in dropped],
+            dropped_ms=round(dropped_ms)))
+
+    def buffer_stats(self) -> dict:
+        maximum = self.task.options.max_queue_ms
+        return protocol.tts_buffer_stats({language: (round(track.queued_ms()), maximum)
+                                          for language, track in self.tracks.items()})
+
+    async def drained(self) -> None:
+        """Returns once every track has played what it had queued, and each unit's report is out."""
+        await asyncio.gather(*(track.drained() for track in list(self.tracks.values())))
+        await asyncio.gather(*list(self._reports), return_exceptions=True)
+
+    async def report_error(self, exc: Exception) -> None:
+        await self._emit("error", protocol.error("PIPELINE_ERROR", str(exc)[:300]))
+
+    async def _caption(self, identity: str, segment_id: str, language: str, text: str, final: bool,
+                       source: bool) -> None:
+        if self._on_caption is None:
+            return
+        try:
+            await self._on_caption(identity, segment_id, language, text, final, source)
+        except Exception as exc:  # captions are a courtesy: the translation goes on without them
+            log.warning("caption not published: %s", exc)
 
     async def close(self) -> None:
         for track in self.tracks.values():
             await track.close()
         self.tracks.clear()
-
-
-class SpeakerStream:
-    """Audio of one publisher: segmentation on arrival, recognition in arrival order."""
-
-    def __init__(self, pipeline: TranslationPipeline, identity: str):
-        self.pipeline, self.identity = pipeline, identity
-        self.segmenter = SpeechSegmenter(pipeline.engines.new_vad())
-        self._segments: asyncio.Queue[Segment | None] = asyncio.Queue()
-        self._worker = asyncio.create_task(self._consume(), name=f"segments-{identity}")
-        self._partial_task: asyncio.Task | None = None
-        self._last_partial = 0.0
-        # Segment times are reported in seconds of this speaker's audio, as Palabra does.
-        self._samples_seen = 0
-        self._segment_times: dict[int, tuple[float, float]] = {}
-
-    async def feed(self, samples: np.ndarray) -> None:
-        task = self.pipeline.task
-        if task.state != TaskState.RUNNING:
-            return
-        now = time.monotonic()
-        self._samples_seen += len(samples)
-        for segment in self.segmenter.push(samples, now, task.options):
-            self._queue(segment)
-        self._maybe_partial(now)
-
-    def _queue(self, segment: Segment) -> None:
-        end = self._samples_seen / 16000
-        self._segment_times[segment.index] = (max(0.0, end - len(segment.audio) / 16000), end)
-        self._segments.put_nowait(segment)
-
-    def _maybe_partial(self, now: float) -> None:
-        interval = self.pipeline.task.options.partial_interval_ms / 1000
-        busy = self._partial_task is not None and not self._partial_task.done()
-        if interval <= 0 or busy or not self.segmenter.in_speech or now - self._last_partial < interval:
-            return
-        if self.pipeline.finals_running or self._segments.qsize():
-            return  # final results first: two cores are better spent on them
-        self._last_partial = now
-        audio, index = self.segmenter.current_audio(), self.segmenter.next_index
-        self._partial_task = asyncio.create_task(self._partial(audio, index))
-
-    async def _partial(self, audio: np.ndarray, index: int) -> None:
-        task = self.pipeline.task
-        try:
-            text = await self.pipeline.transcribe(audio, final=False)
-        except Exception:
-            log.exception("partial transcription failed")
-            return
-        if text:
-            end = self._samples_seen / 16000
-            await self.pipeline._emit("partial_transcription", protocol.transcription(
-                f"{self.identity}:{index}", task.source_language, text, max(0.0, end - len(audio) / 16000), end,
-                self.identity))
-
-    async def _consume(self) -> None:
-        while (segment := await self._segments.get()) is not None:
-            start, end = self._segment_times.pop(segment.index, (0.0, 0.0))
-            try:
-                await self.pipeline.process_segment(self.identity, segment, start, end)
-            except Exception as exc:
-                log.exception("segment %s of %s failed", segment.index, self.identity)
-                await self.pipeline._emit("error", protocol.error("PIPELINE_ERROR", str(exc)[:300]))
-
-    async def close(self) -> None:
-        last = self.segmenter.flush()
-        if last is not None:
-            self._queue(last)
-        self._segments.put_nowait(None)
-        await asyncio.wait_for(self._worker, timeout=60)
+        for report in list(self._reports):
+            report.cancel()

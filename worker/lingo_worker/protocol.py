@@ -60,6 +60,27 @@ def _given(container: dict, key: str, default):
     return default if value is None else value
 
 
+# Palabra's task fields (below `pipeline`) that are the worker's options under another name.
+_QUEUE = "translation_queue_configs.global."
+PALABRA_OPTIONS = {
+    "transcription.sentence_splitter.advanced.force_split_min_seconds": "max_segment_seconds",
+    _QUEUE + "desired_queue_level_ms": "desired_queue_ms",
+    _QUEUE + "max_queue_level_ms": "max_queue_ms",
+    _QUEUE + "auto_tempo": "auto_tempo",
+    _QUEUE + "min_tempo": "min_tempo",
+    _QUEUE + "max_tempo": "max_tempo",
+}
+
+
+def _at(container, path: str):
+    """The value at a dotted path of nested objects, None where any step is missing."""
+    for key in path.split("."):
+        if not isinstance(container, dict):
+            return None
+        container = container.get(key)
+    return container
+
+
 def _leaves(value, prefix: str) -> list[str]:
     if isinstance(value, dict) and value:
         return [leaf for key, child in value.items() for leaf in _leaves(child, f"{prefix}.{key}" if prefix else key)]
@@ -110,10 +131,22 @@ def parse_set_task(data: dict) -> SetTask:
     if isinstance(silence, (int, float)) and not isinstance(silence, bool):
         options["min_silence_ms"] = round(silence * 1000)
         used.add("pipeline.transcription.segment_confirmation_silence_threshold")
+    if isinstance(transcription.get("only_confirm_by_silence"), bool):  # Palabra's consecutive mode
+        options["interpretation"] = "consecutive" if transcription["only_confirm_by_silence"] else "simultaneous"
+        used.add("pipeline.transcription.only_confirm_by_silence")
+    for path, option in PALABRA_OPTIONS.items():
+        if (value := _at(pipeline, path)) is not None:
+            options[option] = value
+            used.add(f"pipeline.{path}")
     targets = []
     for index, translation in enumerate(translations):
         targets.append(translation.get("target_language"))
         used.add(f"pipeline.translations.{index}.target_language")
+        if "translate_partial_transcriptions" in translation:
+            # One task-wide switch: partial translations for every target if any asks for them.
+            options["translate_partials"] = options.get("translate_partials") or \
+                translation["translate_partial_transcriptions"] is True
+            used.add(f"pipeline.translations.{index}.translate_partial_transcriptions")
     update = TaskUpdate.model_validate({
         "source_language": transcription.get("source_language"),
         "target_languages": targets or None,
@@ -158,6 +191,11 @@ def pipeline_timings(transcription_id: str, timings: dict[str, float]) -> dict:
 
 def error(code: str, desc: str) -> dict:
     return {"code": code, "desc": desc}
+
+
+def warning(code: str, message: str, **details) -> dict:
+    """Palabra's `warning` {code, message}, with what it concerns."""
+    return {"code": code, "message": message, **details}
 
 
 def tts_buffer_stats(levels: dict[str, tuple[int, int]]) -> dict:

@@ -17,7 +17,10 @@ from lingo_api.session_tokens import Role
 
 from .engines.base import ASR_SAMPLE_RATE
 from .engines.registry import Engines, build_engines
-from .pipeline import SpeakerStream, TranslationPipeline
+from .captions import publish_caption
+from .control_api import WEBSOCKET_SPEAKER_PREFIX
+from .pipeline import TranslationPipeline
+from .speaker_stream import SpeakerStream
 from .task import TaskState, TaskUpdate, TranslationTask
 
 log = logging.getLogger("lingo.worker")
@@ -89,6 +92,7 @@ class WorkerRuntime:
         self.on_data = None
         self._speakers: dict[str, SpeakerStream] = {}
         self._publications: dict[str, str] = {}  # language -> track sid
+        self._source_tracks: dict[str, str] = {}  # publisher identity -> its audio track's sid
         self._connected = False
         self._closing = False
         self.disconnected = asyncio.Event()
@@ -160,6 +164,14 @@ class WorkerRuntime:
     def speaker(self, identity: str):
         return self.pipeline.speaker(identity)
 
+    def flush(self) -> None:
+        for speaker in self._speakers.values():
+            speaker.flush()
+
+    async def drained(self) -> None:
+        if self.pipeline:
+            await self.pipeline.drained()
+
     async def publish_data(self, payload: bytes, identity: str | None = None) -> None:
         """A reliable data packet to one participant, or to the whole room."""
         if not self._connected:
@@ -173,9 +185,22 @@ class WorkerRuntime:
         if self.broadcast:
             await self.broadcast(message_type, data)
 
-    async def _speech(self, language: str, transcription_id: str, samples, sample_rate: int) -> None:
+    async def _speech(self, language: str, transcription_id: str, samples, sample_rate: int, last: bool) -> None:
         if self.on_speech:
-            await self.on_speech(language, transcription_id, samples, sample_rate)
+            await self.on_speech(language, transcription_id, samples, sample_rate, last)
+
+    async def _caption(self, speaker: str, segment_id: str, language: str, text: str, final: bool,
+                       source: bool) -> None:
+        """A caption on lk.transcription (worker/lingo_worker/captions.py): the speaker's own words
+        from the speaker, the translation from the translator with its track."""
+        if not self._connected:
+            return
+        local = self.room.local_participant
+        identity = speaker.removeprefix(WEBSOCKET_SPEAKER_PREFIX)  # audio over the control WebSocket
+        sender, track = (identity, self._source_tracks.get(identity, "")) if source \
+            else (local.identity, self._publications.get(language, ""))
+        await publish_caption(local, text, sender_identity=sender, track_sid=track, segment_id=segment_id,
+                              final=final, language=language)
 
     async def load_engines(self) -> None:
         try:
@@ -185,7 +210,7 @@ class WorkerRuntime:
             self._readiness_changed()
             raise
         self.pipeline = TranslationPipeline(self.engines, self.task, self.emit, self._publish_tracks,
-                                            on_speech=self._speech)
+                                            on_speech=self._speech, on_caption=self._caption)
         await self._warm_up(self.task)
         # The first WebRTC object starts the LiveKit SDK's media runtime (measured 25-70 ms):
         # made here, that cost stays off the first join, which a pooled worker's claim waits for.
@@ -252,10 +277,11 @@ class WorkerRuntime:
                 )
                 self._publications[language] = publication.sid
 
-    def _on_track_subscribed(self, track: rtc.Track, _publication, participant: rtc.RemoteParticipant) -> None:
+    def _on_track_subscribed(self, track: rtc.Track, publication, participant: rtc.RemoteParticipant) -> None:
         if track.kind != rtc.TrackKind.KIND_AUDIO or not participant.identity.startswith(Role.PUBLISHER.value):
             return
         log.info("translating audio of %s", participant.identity)
+        self._source_tracks[participant.identity] = publication.sid
         asyncio.create_task(self._consume_audio(track, participant.identity))
 
     async def _consume_audio(self, track: rtc.Track, identity: str) -> None:

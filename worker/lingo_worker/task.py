@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lingo_api.session_spec import LANGUAGE_PATTERN, MAX_TARGET_LANGUAGES, check_target_languages
 from lingo_api.session_tokens import Permission
 
+from .speech_backlog import BacklogSettings
 
 VOICE_PATTERN = re.compile(r"^[A-Za-z0-9_+.-]{1,64}$")
+# The longest translation unit when the task does not set max_segment_seconds: short in
+# simultaneous interpretation, where a unit's length is most of the listener's lag.
+SIMULTANEOUS_UNIT_SECONDS = 1.6
+CONSECUTIVE_UNIT_SECONDS = 15.0
 
 
 class TaskState(str, Enum):
@@ -25,16 +31,31 @@ class TaskOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    vad_threshold: float = Field(0.5, ge=0.05, le=0.95, description="speech probability that opens a segment")
+    interpretation: Literal["simultaneous", "consecutive"] = Field(
+        "simultaneous", description="simultaneous: words are committed and translated while the speaker talks; "
+                                    "consecutive: each utterance is translated after the speaker pauses")
+    vad_threshold: float = Field(0.5, ge=0.05, le=0.95, description="speech probability that opens an utterance")
     min_silence_ms: int = Field(400, ge=100, le=3000,
-                                description="silence that closes a short segment; after longer speech it shrinks, "
-                                            "50 ms per second of speech, down to half (worker/lingo_worker/segmenter.py)")
-    max_segment_seconds: float = Field(15.0, ge=1.0, le=30.0)
-    partial_interval_ms: int = Field(1000, ge=0, le=10_000, description="0 disables partial transcriptions")
-    speech_rate: int = Field(160, ge=80, le=400, description="synthesis words per minute")
+                                description="silence that ends a short utterance; after longer speech it shrinks, "
+                                            "50 ms per second of speech, down to half "
+                                            "(worker/lingo_worker/speech_detector.py)")
+    max_segment_seconds: float | None = Field(
+        None, ge=1.0, le=30.0, description="longest translation unit, closed at the last word boundary; "
+                                           f"unset: {SIMULTANEOUS_UNIT_SECONDS:g} s simultaneous, "
+                                           f"{CONSECUTIVE_UNIT_SECONDS:g} s consecutive")
+    partial_interval_ms: int = Field(500, ge=0, le=10_000,
+                                     description="least time between partial transcriptions; 0 disables them")
+    translate_partials: bool = Field(False, description="send partial_translated_transcription too")
+    speech_rate: int = Field(190, ge=80, le=400, description="synthesis words per minute")
     voices: dict[str, str] = Field(default_factory=dict, max_length=MAX_TARGET_LANGUAGES,
                                    description="target language -> TTS voice name")
     asr_engine: str | None = Field(None, pattern="^(whisper|whisper-tiny-en|pocketsphinx)$")
+    # The speech backlog per target track (worker/lingo_worker/speech_backlog.py).
+    desired_queue_ms: int = Field(500, ge=0, le=60_000, description="queued speech above which it speeds up")
+    max_queue_ms: int = Field(6000, ge=1000, le=120_000, description="queued speech beyond which old units are dropped")
+    auto_tempo: bool = True
+    min_tempo: float = Field(1.15, ge=1.0, le=2.0)
+    max_tempo: float = Field(1.45, ge=1.0, le=2.0)
 
     @field_validator("voices")
     @classmethod
@@ -45,6 +66,30 @@ class TaskOptions(BaseModel):
                 raise ValueError("voices maps a language code to a voice name (letters, digits, _+.-, "
                                  "at most 64 characters)")
         return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TaskOptions":
+        if self.desired_queue_ms > self.max_queue_ms:
+            raise ValueError("desired_queue_ms must not exceed max_queue_ms")
+        if self.min_tempo > self.max_tempo:
+            raise ValueError("min_tempo must not exceed max_tempo")
+        return self
+
+    @property
+    def simultaneous(self) -> bool:
+        return self.interpretation == "simultaneous"
+
+    @property
+    def unit_seconds(self) -> float:
+        """The longest translation unit in the task's mode."""
+        if self.max_segment_seconds is not None:
+            return self.max_segment_seconds
+        return SIMULTANEOUS_UNIT_SECONDS if self.simultaneous else CONSECUTIVE_UNIT_SECONDS
+
+    @property
+    def backlog(self) -> BacklogSettings:
+        return BacklogSettings(self.desired_queue_ms, self.max_queue_ms, self.auto_tempo, self.min_tempo,
+                               self.max_tempo)
 
 
 class TaskUpdate(BaseModel):

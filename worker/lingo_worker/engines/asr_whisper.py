@@ -19,7 +19,7 @@ import numpy as np
 
 from lingo_api.languages import ALIASES
 
-from .base import ASR_SAMPLE_RATE, EngineUnavailable, SpeechRecognizer
+from .base import ASR_SAMPLE_RATE, EngineUnavailable, RecognizedWord, SpeechRecognizer
 from .languages import base_language
 
 # Whisper's code where it differs from the API's canonical one (Bokmål is Whisper's "no").
@@ -27,10 +27,15 @@ WHISPER_CODES = {canonical: whisper for whisper, canonical in ALIASES.items()}
 SHORT_PATH_MAX_SECONDS = 20.0
 TAIL_SECONDS = 0.2
 TOKENS_PER_SECOND = 8  # generous: speech runs at about 3 words (4-5 tokens) per second
+# faster-whisper's defaults: punctuation that joins the word before or after it
+PREPEND_PUNCTUATION = "\"'“¿([{-"
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+ELISION = "'’"
 
 
 class WhisperRecognizer(SpeechRecognizer):
     thread_safe = True  # CTranslate2 serves num_workers concurrent calls
+    word_timestamps = True
 
     def __init__(self, model_dir: Path, device: str = "cpu", compute_type: str = "int8", threads: int = 2,
                  name: str = "whisper", min_window_seconds: float = 10.0):
@@ -65,6 +70,45 @@ class WhisperRecognizer(SpeechRecognizer):
         return " ".join(segment.text.strip() for segment in segments).strip()
 
     def _transcribe_short(self, audio: np.ndarray, code: str) -> str:
+        tokenizer, encoded, tokens = self._decode_short(audio, code)
+        return tokenizer.decode(tokens).strip()
+
+    def transcribe_words(self, audio: np.ndarray, language: str) -> list[RecognizedWord]:
+        """Words timed by the decoder's cross-attention (faster-whisper's word alignment), decoded in
+        the short window; audio up to SHORT_PATH_MAX_SECONDS. No previous text is given: with the
+        committed text as a prompt Whisper tended to repeat phrases of it, and forcing committed
+        words as a prefix derailed Catalan (measured in the simultaneous benchmark's tuning)."""
+        from faster_whisper.transcribe import merge_punctuations
+
+        skipped = max(0, len(audio) - int(SHORT_PATH_MAX_SECONDS * ASR_SAMPLE_RATE))  # only the last 20 s
+        audio = audio[skipped:]
+        tokenizer, encoded, tokens = self._decode_short(audio, self._code(language))
+        if not tokens:
+            return []
+        alignment = self._model.find_alignment(tokenizer, [tokens], encoded, len(audio) // self._hop)[0]
+        merge_punctuations(alignment, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
+        offset = skipped / ASR_SAMPLE_RATE
+        words: list[RecognizedWord] = []
+        for aligned in alignment:
+            text = aligned["word"].strip()
+            if not text:
+                continue
+            if words and text[0] in ELISION and words[-1].text[-1:].isalpha():
+                # An elision is one word ("d'aquesta", "l'autobus", "don't"): Whisper aligns its
+                # apostrophe with what follows.
+                words[-1] = RecognizedWord(words[-1].text + text, words[-1].start, round(offset + float(aligned["end"]), 3),
+                                           min(words[-1].probability, float(aligned["probability"])))
+                continue
+            words.append(RecognizedWord(text, round(offset + float(aligned["start"]), 3),
+                                        round(offset + float(aligned["end"]), 3), float(aligned["probability"])))
+        return words
+
+    @property
+    def _hop(self) -> int:
+        return self._model.feature_extractor.hop_length
+
+    def _decode_short(self, audio: np.ndarray, code: str):
+        """(tokenizer, encoder output, text tokens) of audio decoded in a window of its own length."""
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._model
@@ -76,6 +120,7 @@ class WhisperRecognizer(SpeechRecognizer):
                               language=code if model.model.is_multilingual else None)
         prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
         max_length = min(448, len(prompt) + int(len(audio) / ASR_SAMPLE_RATE * TOKENS_PER_SECOND) + 10)
-        result = model.model.generate(model.encode(features), [prompt], beam_size=1, max_length=max_length,
+        encoded = model.encode(features)
+        result = model.model.generate(encoded, [prompt], beam_size=1, max_length=max_length,
                                       suppress_blank=True, suppress_tokens=[-1], return_scores=False)
-        return tokenizer.decode(result[0].sequences_ids[0]).strip()
+        return tokenizer, encoded, [token for token in result[0].sequences_ids[0] if token < tokenizer.eot]

@@ -20,10 +20,21 @@ class Synthesized:
     sample_rate: int
 
 
+@dataclass(frozen=True)
+class RecognizedWord:
+    text: str  # as the recognizer wrote it, punctuation included, no surrounding spaces
+    start: float  # seconds from the start of the audio it was recognized in
+    end: float
+    probability: float = 1.0  # the recognizer's confidence in the word
+
+
 class SpeechRecognizer(ABC):
     name: str
     # Whether transcribe() may run in two threads at once (a partial beside a final result).
     thread_safe: bool = False
+    # Whether transcribe_words() times each word from the audio (else it spreads them evenly, and
+    # simultaneous interpretation, which commits words by their times, falls back to consecutive).
+    word_timestamps: bool = False
 
     @abstractmethod
     def supports(self, language: str) -> bool: ...
@@ -31,6 +42,13 @@ class SpeechRecognizer(ABC):
     @abstractmethod
     def transcribe(self, audio: np.ndarray, language: str) -> str:
         """Transcribe 16 kHz audio; blocking, called from a worker thread."""
+
+    def transcribe_words(self, audio: np.ndarray, language: str) -> list[RecognizedWord]:
+        """The words of 16 kHz audio with their times; this default spreads the words of
+        transcribe() evenly over the audio."""
+        words = self.transcribe(audio, language).split()
+        step = len(audio) / ASR_SAMPLE_RATE / max(len(words), 1)
+        return [RecognizedWord(word, i * step, (i + 1) * step) for i, word in enumerate(words)]
 
 
 class Translator(ABC):
@@ -50,7 +68,9 @@ class SpeechSynthesizer(ABC):
     def supports(self, language: str) -> bool: ...
 
     @abstractmethod
-    def synthesize(self, text: str, language: str, voice: str | None = None, rate: int | None = None) -> Synthesized: ...
+    def synthesize(self, text: str, language: str, voice: str | None = None, rate: int | None = None,
+                   tempo: float = 1.0) -> Synthesized:
+        """Speech for `text`; `tempo` above 1 speaks faster than the voice's (or `rate`'s) pace."""
 
 
 class VoiceActivityDetector(ABC):

@@ -14,6 +14,9 @@ from .base import EngineUnavailable, SpeechSynthesizer, Synthesized
 from .languages import base_language
 
 
+DEFAULT_RATE = 160  # words per minute when the caller gives no rate
+
+
 class EspeakSynthesizer(SpeechSynthesizer):
     name = "espeak-ng"
 
@@ -27,8 +30,10 @@ class EspeakSynthesizer(SpeechSynthesizer):
         listing = subprocess.run([self._binary, f"--voices={base_language(language)}"], capture_output=True, text=True)
         return len(listing.stdout.strip().splitlines()) > 1
 
-    def synthesize(self, text: str, language: str, voice: str | None = None, rate: int | None = None) -> Synthesized:
-        argv = [self._binary, "--stdout", "-v", voice or language.lower(), "-s", str(rate or 160), "--", text]
+    def synthesize(self, text: str, language: str, voice: str | None = None, rate: int | None = None,
+                   tempo: float = 1.0) -> Synthesized:
+        words_per_minute = round((rate or DEFAULT_RATE) * tempo)
+        argv = [self._binary, "--stdout", "-v", voice or language.lower(), "-s", str(words_per_minute), "--", text]
         result = subprocess.run(argv, capture_output=True, timeout=30)
         if result.returncode != 0 or not result.stdout:
             raise RuntimeError(f"espeak-ng failed: {result.stderr.decode(errors='replace').strip()[:200]}")

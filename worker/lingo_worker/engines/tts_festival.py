@@ -66,13 +66,15 @@ class FestivalSynthesizer(SpeechSynthesizer):
                 raise BrokenPipeError("festival exited")
             out += chunk
 
-    def synthesize(self, text: str, language: str, voice: str | None = None, rate: int | None = None) -> Synthesized:
+    def synthesize(self, text: str, language: str, voice: str | None = None, rate: int | None = None,
+                   tempo: float = 1.0) -> Synthesized:
         festival_voice = self.voices[base_language(language)]
         if self._scratch is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="lingo-festival-"))
         path = self._scratch / "utterance.wav"
         quoted = text.replace("\\", " ").replace('"', "'")
-        command = (f'(voice_{festival_voice})\n(utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{path}" '
+        command = (f'(voice_{festival_voice})\n{_tempo_setting(festival_voice, tempo)}\n'
+                   f'(utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{path}" '
                    f"(quote riff))\n(format t \"{DONE}\\n\")\n(fflush nil)\n").encode("latin-1", errors="replace")
         with self._lock:
             for attempt in (1, 2):
@@ -108,6 +110,14 @@ class FestivalSynthesizer(SpeechSynthesizer):
         end_engine_process(process)
 
 
+def _tempo_setting(voice: str, tempo: float) -> str:
+    """Festival's pace for the next utterance: HTS voices take the engine's speech rate (`-r`),
+    the others stretch their durations. Set before every utterance, since it outlives one."""
+    if voice.endswith("_hts"):
+        return f'(set! hts_engine_params (append {voice}::hts_engine_params (list (list "-r" {tempo:.3f}))))'
+    return f"(Parameter.set 'Duration_Stretch {1 / tempo:.3f})"
+
+
 class BestVoice(SpeechSynthesizer):
     """Festival where it has a natural voice for the language, espeak-ng otherwise (and always
     when the task names an espeak-ng voice of its own in `voices`)."""
@@ -124,8 +134,9 @@ class BestVoice(SpeechSynthesizer):
     def supports(self, language: str) -> bool:
         return (self.natural is not None and self.natural.supports(language)) or self.fallback.supports(language)
 
-    def synthesize(self, text: str, language: str, voice: str | None = None, rate: int | None = None) -> Synthesized:
-        return self._engine(language, voice).synthesize(text, language, voice, rate)
+    def synthesize(self, text: str, language: str, voice: str | None = None, rate: int | None = None,
+                   tempo: float = 1.0) -> Synthesized:
+        return self._engine(language, voice).synthesize(text, language, voice, rate, tempo)
 
     def warm_up(self, languages: list[str]) -> None:
         if self.natural:
