@@ -58,6 +58,31 @@ def test_committed_words_heard_again_after_a_trim_are_not_committed_twice():
     assert [w.text for w in committed] == ["seven", "eight"]
 
 
+def test_a_committed_word_said_again_later_is_not_taken_for_its_echo():
+    transcriber = StreamingTranscriber()
+    transcriber.agree(timed("arribava tard"), grow(transcriber, 1.5), right_context=0.0)
+    committed = transcriber.agree(timed("arribava tard"), grow(transcriber, 0.1), right_context=0.0)
+    assert [w.text for w in committed] == ["arribava", "tard"]
+    transcriber.trim(committed[0].end)  # the buffer starts at "tard"
+    # This decode mishears the committed "tard", then the speaker says it again.
+    again = timed("tar o que no tard mai", start=0.0)
+    transcriber.agree(again, grow(transcriber, 1.5), right_context=0.0)
+    committed = transcriber.agree(again, grow(transcriber, 0.1), right_context=0.0)
+    assert [w.text for w in committed] == ["o", "que", "no", "tard", "mai"]
+
+
+def test_a_word_said_twice_in_a_row_is_kept_twice():
+    transcriber = StreamingTranscriber()
+    transcriber.agree(timed("it was very,"), grow(transcriber, 1.5), right_context=0.0)
+    transcriber.agree(timed("it was very,"), grow(transcriber, 0.1), right_context=0.0)
+    transcriber.trim(transcriber.committed_end)
+    snapshot = grow(transcriber, 1.0)
+    later = timed("very late", start=0.05)  # the second "very" starts 0.4 s after the first
+    transcriber.agree(later, snapshot, right_context=0.0)
+    committed = transcriber.agree(later, grow(transcriber, 0.1), right_context=0.0)
+    assert [w.text for w in committed] == ["very", "late"]
+
+
 def test_the_end_of_an_utterance_commits_everything_heard():
     transcriber = StreamingTranscriber()
     snapshot = grow(transcriber, 1.5)

@@ -25,6 +25,9 @@ CONTEXT_WORDS = 40  # committed words kept to recognise them when a decode hears
 # Committed words ending this little into a decode's audio are not heard again in it.
 OVERLAP_SECONDS = 0.1
 MAX_DUPLICATE_WORDS = 5  # committed words a new decode may repeat at its start
+# A decoded word is a committed one heard again only if it starts this close to where the committed
+# one started: otherwise it is the same word said again ("arribava tard o que no arribava mai").
+SAME_WORD_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -139,14 +142,17 @@ class StreamingTranscriber:
             matcher = difflib.SequenceMatcher(a=[w.key for w in heard_again], b=[w.key for w in head], autojunk=False)
             blocks = [block for block in matcher.get_matching_blocks() if block.size]
             if blocks and blocks[-1].a + blocks[-1].size == len(heard_again):
-                return timed[blocks[-1].b + blocks[-1].size:]
+                end = blocks[-1].b + blocks[-1].size
+                if _same_word(timed[end - 1], heard_again[-1]):
+                    return timed[end:]
         boundary = self.committed_end
         fresh = [word for word in timed if (word.start + word.end) / 2 > boundary]
         # A committed word heard again right at the boundary is dropped by its text (the longest
         # run of committed words the decode starts with).
-        if fresh and self.committed and fresh[0].start - boundary < 1.0:
+        if fresh and self.committed:
             for n in range(min(MAX_DUPLICATE_WORDS, len(self.committed), len(fresh)), 0, -1):
-                if [w.key for w in self.committed[-n:]] == [w.key for w in fresh[:n]]:
+                if [w.key for w in self.committed[-n:]] == [w.key for w in fresh[:n]] \
+                        and _same_word(fresh[n - 1], self.committed[-1]):
                     fresh = fresh[n:]
                     break
         return fresh
@@ -154,3 +160,7 @@ class StreamingTranscriber:
     def _commit(self, words: list[Word]) -> list[Word]:
         self.committed = (self.committed + words)[-CONTEXT_WORDS:]
         return words
+
+
+def _same_word(decoded: Word, committed: Word) -> bool:
+    return abs(decoded.start - committed.start) <= SAME_WORD_SECONDS
