@@ -24,6 +24,7 @@ node: setup
 	.venv/bin/python -m lingo_node.cluster
 
 bench: setup bench-agents
+	.venv/bin/python -m bench.simultaneous
 	.venv/bin/python -m bench.session_create
 	.venv/bin/python -m bench.worker_pool
 	.venv/bin/python -m bench.worker_latency

@@ -2,8 +2,9 @@
 
 The track is the speech backlog's player: units wait in its queue and play out in real time.
 Clients that take the translation over the control WebSocket get each unit's audio in chunks as
-the track plays it, so they hear what the room hears, at the same time, and never what the
-backlog dropped.
+the track takes it, paced in real time, so they never get what the backlog dropped; they get it
+up to SOURCE_BUFFER_MS before the room hears it (the LiveKit source's own buffer), which is most
+of the difference between the two transports in bench/simultaneous.py.
 """
 
 from __future__ import annotations
