@@ -9,6 +9,7 @@ import subprocess
 import time
 from typing import Awaitable, Callable, TypeVar
 
+import aiohttp
 from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
 from lingo_api import resources as r
@@ -46,6 +47,17 @@ async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 30, int
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last: {last!r}"[:2000])
+
+
+async def facade_knows(facade_url: str, client: tuple[str, str]) -> None:
+    """Wait until the facade has read a newly registered client (it re-reads its clients every
+    few seconds)."""
+    async with aiohttp.ClientSession(base_url=facade_url) as http:
+        async def known() -> bool:
+            async with http.get("/session-storage/sessions", headers=auth(client)) as response:
+                return response.status == 200
+
+        await eventually(known, timeout=20, what=f"the facade to know client {client[0]}")
 
 
 def session_body(name: str, **spec) -> dict:
@@ -117,3 +129,26 @@ def kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
     """kubectl against the loopback cluster; HOME points into its workdir so no cache lands in the repo."""
     env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin", "HOME": str(cluster.workdir)}
     return subprocess.run([str(kubernetes_binaries()["kubectl"]), *args], env=env, capture_output=True, text=True)
+
+
+# -- worker pools ----------------------------------------------------------------------------
+
+async def create_pool(kube, namespace: str, name: str = "warm", **spec) -> dict:
+    body = {"apiVersion": r.API_VERSION, "kind": r.POOL_KIND, "metadata": {"name": name},
+            "spec": {"minReady": 2, **spec}}
+    return await CustomObjectsApi(kube).create_namespaced_custom_object(r.GROUP, r.VERSION, namespace,
+                                                                        r.POOL_PLURAL, body)
+
+
+async def pool_status(kube, namespace: str, name: str = "warm") -> dict:
+    pool = await CustomObjectsApi(kube).get_namespaced_custom_object(r.GROUP, r.VERSION, namespace,
+                                                                     r.POOL_PLURAL, name)
+    return pool.get("status") or {}
+
+
+async def wait_for_ready_workers(kube, namespace: str, count: int, name: str = "warm", timeout: float = 120):
+    async def probe():
+        status = await pool_status(kube, namespace, name)
+        return status if status.get("ready", 0) >= count else None
+
+    return await eventually(probe, timeout=timeout, interval=0.5, what=f"{count} ready workers in pool {name}")

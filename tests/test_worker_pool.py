@@ -19,30 +19,10 @@ from lingo_api import resources as r
 
 from lingo_operator.worker_pod import SAFE_TO_EVICT
 
-from .helpers import condition, create_session, eventually, get_session, gone, kubectl, worker_ready
+from .helpers import (condition, create_pool, create_session, eventually, get_session, gone, kubectl,
+                      pool_status, wait_for_ready_workers, worker_ready)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet")]
-
-
-async def create_pool(kube, namespace: str, name: str = "warm", **spec) -> dict:
-    body = {"apiVersion": r.API_VERSION, "kind": r.POOL_KIND, "metadata": {"name": name},
-            "spec": {"minReady": 2, **spec}}
-    return await CustomObjectsApi(kube).create_namespaced_custom_object(r.GROUP, r.VERSION, namespace,
-                                                                        r.POOL_PLURAL, body)
-
-
-async def pool_status(kube, namespace: str, name: str = "warm") -> dict:
-    pool = await CustomObjectsApi(kube).get_namespaced_custom_object(r.GROUP, r.VERSION, namespace,
-                                                                     r.POOL_PLURAL, name)
-    return pool.get("status") or {}
-
-
-async def wait_for_ready_workers(kube, namespace: str, count: int, name: str = "warm", timeout: float = 120):
-    async def probe():
-        status = await pool_status(kube, namespace, name)
-        return status if status.get("ready", 0) >= count else None
-
-    return await eventually(probe, timeout=timeout, interval=0.5, what=f"{count} ready workers in pool {name}")
 
 
 async def translator_in_room(livekit, room: str) -> bool:

@@ -71,6 +71,7 @@ async def serve(settings: WorkerSettings) -> int:
     runtime = WorkerRuntime(settings)
     hub = ControlHub(runtime, TokenBook(settings.client_tokens, settings.room))
     runtime.broadcast, runtime.on_speech, runtime.on_data = hub.broadcast, hub.speech, hub.handle_data
+    runtime.on_participant = hub.participant_joined
     app = build_control_app(hub)
     desk = None
     if settings.pool:

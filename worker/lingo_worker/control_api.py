@@ -35,6 +35,7 @@ from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
 from . import metrics
 from . import protocol
 from .audio_output import resample
+from .early_data import EarlyData
 from .engines.base import ASR_SAMPLE_RATE
 from .protocol import StreamSettings, TaskMessageError
 from .task import TaskState, TranslationTask
@@ -142,6 +143,7 @@ class ControlHub:
     def __init__(self, controller: TaskController, tokens: TokenBook):
         self.controller, self.tokens = controller, tokens
         self.clients: set[WebSocketPeer] = set()
+        self.early_data = EarlyData(self._dispatch_as)
 
     async def broadcast(self, message_type: str, data: dict) -> None:
         """To every WebSocket client and, as one data packet, to everyone in the room."""
@@ -225,11 +227,22 @@ class ControlHub:
     # -- the room ----------------------------------------------------------------------------
 
     async def handle_data(self, identity: str, payload: bytes) -> None:
-        """A data packet from a participant: a control message from that participant's token."""
-        grant = self.tokens.by_identity.get(identity)
-        if grant is None:
+        """A data packet from a participant: a control message from that participant's token.
+        An identity of "" is a participant the room has not announced yet: held until it is."""
+        if not identity:
+            self.early_data.hold(payload)
+            return
+        if identity not in self.tokens.by_identity:
             return  # not a session client (another worker, a server SDK): not ours to answer
-        await self.dispatch(RoomPeer(grant, self.controller), payload)
+        if not self.early_data.keep_order(identity, payload):
+            await self._dispatch_as(identity, payload)
+
+    def participant_joined(self, identity: str) -> None:
+        if identity in self.tokens.by_identity:
+            self.early_data.joined(identity)
+
+    async def _dispatch_as(self, identity: str, payload: bytes) -> None:
+        await self.dispatch(RoomPeer(self.tokens.by_identity[identity], self.controller), payload)
 
     # -- messages ----------------------------------------------------------------------------
 

@@ -90,6 +90,7 @@ class WorkerRuntime:
         self.broadcast = None
         self.on_speech = None
         self.on_data = None
+        self.on_participant = None
         self._speakers: dict[str, SpeakerStream] = {}
         self._publications: dict[str, str] = {}  # language -> track sid
         self._source_tracks: dict[str, str] = {}  # publisher identity -> its audio track's sid
@@ -101,6 +102,9 @@ class WorkerRuntime:
         # Set when LiveKit deleted the room: the session is over, and the worker leaves for good.
         self.room_deleted = False
         self._startup_error = ""
+        # set_task messages are applied one at a time: each checks its languages (which may load a
+        # recognizer, off the event loop) against the task the one before it left.
+        self._updating = asyncio.Lock()
 
     # -- TaskController -----------------------------------------------------------------------
 
@@ -133,14 +137,20 @@ class WorkerRuntime:
         self._changed = asyncio.Event()
 
     async def update_task(self, update: TaskUpdate, ignored_fields: list[str] | None = None) -> list[str]:
-        candidate = self.task.updated(update)
-        if ignored_fields is not None:
-            candidate.ignored_fields = ignored_fields
-        problems = self.engines.check_languages(
-            candidate.source_language, candidate.target_languages, candidate.options.asr_engine
-        ) if self.engines else ["engines are still loading"]
+        async with self._updating:
+            return await self._update_task(update, ignored_fields)
+
+    async def _update_task(self, update: TaskUpdate, ignored_fields: list[str] | None) -> list[str]:
+        if not self.engines:
+            return ["engines are still loading"]
+        checked = self.task.updated(update)
+        problems = await asyncio.to_thread(self.engines.check_languages, checked.source_language,
+                                           checked.target_languages, checked.options.asr_engine)
         if problems:
             return problems
+        candidate = self.task.updated(update)  # on the task as it is now: a pause may have come in
+        if ignored_fields is not None:
+            candidate.ignored_fields = ignored_fields
         self.task = candidate
         # Warmed in the background: the answer to set_task does not wait for engines to start
         # (a first sentence would wait for them anyway).
@@ -250,6 +260,7 @@ class WorkerRuntime:
         self.room.on("reconnecting", self._on_reconnecting)
         self.room.on("reconnected", self._on_reconnected)
         self.room.on("data_received", self._on_data)
+        self.room.on("participant_connected", self._on_participant_connected)
         await self.room.connect(self.settings.livekit_url, self.settings.worker_token,
                                 rtc.RoomOptions(auto_subscribe=True))
         self._connected = True
@@ -317,8 +328,12 @@ class WorkerRuntime:
         self.disconnected.set()
 
     def _on_data(self, packet: rtc.DataPacket) -> None:
-        if packet.participant is not None and self.on_data:
-            asyncio.create_task(self.on_data(packet.participant.identity, packet.data))
+        if self.on_data:  # "" for a sender the room has not announced yet (worker/lingo_worker/early_data.py)
+            asyncio.create_task(self.on_data(packet.participant.identity if packet.participant else "", packet.data))
+
+    def _on_participant_connected(self, participant: rtc.RemoteParticipant) -> None:
+        if self.on_participant:
+            self.on_participant(participant.identity)
 
     def _on_reconnecting(self, *_args) -> None:
         # Not ready while the SDK retries: readiness (and so WorkerReady) says so within a probe.
