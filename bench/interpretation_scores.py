@@ -29,7 +29,7 @@ import difflib
 import statistics
 from dataclasses import dataclass
 
-from lingo_worker.loop_guard import ALLOWED_REPEATS, MAX_PHRASE_WORDS
+from lingo_worker.loop_guard import repeated_phrases
 
 from .talk import Talk, normalized_words
 
@@ -144,22 +144,10 @@ def cut_words(talk: Talk, units: list[HeardUnit]) -> int:
 
 
 def loops(units: list[HeardUnit]) -> int:
-    """Phrases of one to four words said more than twice in a row, in the transcript or the
-    translation (the loop guard's definition; its compression test is for one decode, not a talk)."""
-    found = 0
-    for text in [" ".join(u.source_text for u in units), " ".join(u.translated_text for u in units)]:
-        words, index = normalized_words(text), 0
-        while index < len(words):
-            for n in range(1, MAX_PHRASE_WORDS + 1):
-                phrase, repeats = words[index:index + n], 1
-                while len(phrase) == n and words[index + repeats * n:index + (repeats + 1) * n] == phrase:
-                    repeats += 1
-                if repeats > ALLOWED_REPEATS:
-                    found += 1
-                    index += n * repeats - 1  # past the loop: each counts once
-                    break
-            index += 1
-    return found
+    """Loops in the transcript or the translation, by the loop guard's definition (its compression
+    test is for one decode, not a talk)."""
+    return sum(len(list(repeated_phrases(normalized_words(text))))
+               for text in (" ".join(u.source_text for u in units), " ".join(u.translated_text for u in units)))
 
 
 def score(talk: Talk, units: list[HeardUnit], reference_translation: list[str]) -> dict:

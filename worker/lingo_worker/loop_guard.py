@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from typing import Sequence, TypeVar
+from typing import Iterator, Sequence, TypeVar
 
 MAX_PHRASE_WORDS = 4
 ALLOWED_REPEATS = 2  # "very, very" is speech; a third time in a row is a loop
@@ -39,22 +39,29 @@ def compression_ratio(text: str) -> float:
     return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
+def repeated_phrases(keys: Sequence[str]) -> Iterator[tuple[int, int, int]]:
+    """(start, words in the phrase, times said) of each phrase of one to MAX_PHRASE_WORDS words
+    said more than ALLOWED_REPEATS times in a row, from the left; a loop is counted once."""
+    index = 0
+    while index < len(keys):
+        for n in range(1, MAX_PHRASE_WORDS + 1):
+            phrase = keys[index:index + n]
+            if len(phrase) < n or not all(phrase):
+                continue
+            repeats = 1
+            while keys[index + repeats * n:index + (repeats + 1) * n] == phrase:
+                repeats += 1
+            if repeats > ALLOWED_REPEATS:
+                yield index, n, repeats
+                index += n * repeats - 1  # past the loop
+                break
+        index += 1
+
+
 def repeated_phrase_end(keys: Sequence[str]) -> int | None:
     """Where the first occurrence of a phrase that then repeats in a loop ends (what follows it is
     not to be trusted), or None."""
-    cut = None
-    for n in range(1, MAX_PHRASE_WORDS + 1):
-        for start in range(0, len(keys) - n * (ALLOWED_REPEATS + 1) + 1):
-            phrase = keys[start:start + n]
-            if not all(phrase):
-                continue
-            repeats = 1
-            while keys[start + repeats * n:start + (repeats + 1) * n] == phrase:
-                repeats += 1
-            if repeats > ALLOWED_REPEATS:
-                cut = start + n if cut is None else min(cut, start + n)
-                break
-    return cut
+    return next((start + n for start, n, _ in repeated_phrases(keys)), None)
 
 
 def cut_loops(words: Sequence[Word], text_of=lambda word: word.text) -> tuple[list[Word], bool]:

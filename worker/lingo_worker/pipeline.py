@@ -73,13 +73,17 @@ class TranslationPipeline:
 
         return SpeakerStream(self, identity)
 
-    def recognizer(self) -> SpeechRecognizer:
+    async def loaded_recognizer(self) -> SpeechRecognizer:
+        """The task's recognizer; one that is not loaded yet (the task changed its language) is
+        loaded off the event loop: a load takes seconds, and audio and control go on meanwhile."""
         task = self.task
-        return self.engines.recognizer_for(task.source_language, task.options.asr_engine)
+        wanted = (task.source_language, task.options.asr_engine)
+        return self.engines.recognizer_for(*wanted, load=False) \
+            or await asyncio.to_thread(self.engines.recognizer_for, *wanted)
 
     async def recognize(self, snapshot: "Snapshot", final: bool) -> list[RecognizedWord]:
         task = self.task
-        recognizer = self.recognizer()
+        recognizer = await self.loaded_recognizer()
         call = (recognizer.transcribe_words, snapshot.audio, task.source_language)
         self.finals_running += final
         try:

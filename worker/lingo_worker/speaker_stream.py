@@ -63,7 +63,8 @@ class SpeakerStream:
         self.pipeline, self.identity = pipeline, identity
         self.detector = SpeechDetector(pipeline.engines.new_vad())
         self.transcriber = StreamingTranscriber()
-        self.units = UnitBuilder(*self._unit_policy())
+        options = pipeline.task.options
+        self.units = UnitBuilder(options.simultaneous, options.unit_seconds)  # set again at each decode
         self._pieces: list[SpeechPiece] = []  # detected speech not yet in the transcriber
         self._decoded_seconds = 0.0  # buffer length at the last decode
         self._voiced = 0.0  # seconds of speech absorbed since everything was last committed
@@ -128,10 +129,13 @@ class SpeakerStream:
 
     # -- recognition --------------------------------------------------------------------------
 
-    def _unit_policy(self) -> tuple[bool, float]:
+    async def _follow_task(self) -> None:
+        """Simultaneous or consecutive and the unit cap as the task says now (set_task may change
+        them mid-talk; a recognizer without word times can only be consecutive)."""
         options = self.pipeline.task.options
-        simultaneous = options.simultaneous and self.pipeline.recognizer().word_timestamps
-        return simultaneous, options.unit_seconds
+        recognizer = await self.pipeline.loaded_recognizer()
+        self.units.simultaneous = options.simultaneous and recognizer.word_timestamps
+        self.units.max_seconds = options.unit_seconds
 
     async def _recognize(self) -> None:
         try:
@@ -169,7 +173,8 @@ class SpeakerStream:
         return None
 
     async def _step(self, pause: bool = False) -> None:
-        simultaneous, cap = self.units.simultaneous, self.units.max_seconds = self._unit_policy()
+        await self._follow_task()
+        simultaneous, cap = self.units.simultaneous, self.units.max_seconds
         transcriber = self.transcriber
         snapshot = transcriber.snapshot()
         self._decoded_seconds = transcriber.seconds
@@ -207,7 +212,7 @@ class SpeakerStream:
         """Commit everything heard so far and close the unit in progress: at the end of an
         utterance, at a breath in simultaneous interpretation, or on flush."""
         transcriber = self.transcriber
-        self.units.simultaneous, self.units.max_seconds = self._unit_policy()
+        await self._follow_task()
         decode_seconds, decoded = 0.0, 0.0
         if self._voiced >= MIN_VOICED_SECONDS:  # a decode of silence is where Whisper invents words
             snapshot = transcriber.snapshot()

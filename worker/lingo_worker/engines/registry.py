@@ -33,15 +33,19 @@ class Engines:
     def new_vad(self) -> VoiceActivityDetector:
         return self.vad_factory()
 
-    def recognizer_for(self, language: str, name: str | None = None) -> SpeechRecognizer:
+    def recognizer_for(self, language: str, name: str | None = None, load: bool = True) -> SpeechRecognizer | None:
         """The recognizer a task uses: the one it names, else the English one for English
-        (faster, and better on our measurements) and the default for everything else."""
+        (faster, and better on our measurements) and the default for everything else. Not
+        `load`: None unless it is loaded already (a load takes seconds)."""
         if name is None and self.english_recognizer and language.split("-")[0].lower() == "en":
             name = self.english_recognizer
-        return self.recognizer(name)
+        return self.recognizer(name, load)
 
-    def recognizer(self, name: str | None) -> SpeechRecognizer:
+    def recognizer(self, name: str | None, load: bool = True) -> SpeechRecognizer | None:
         name = name if name in self.recognizers else self.default_recognizer
+        if not load:
+            loaded = self.recognizers[name]
+            return loaded if isinstance(loaded, SpeechRecognizer) else None
         with self._loading:
             loaded = self.recognizers[name]
             if not isinstance(loaded, SpeechRecognizer):
