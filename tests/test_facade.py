@@ -8,7 +8,9 @@ import secrets
 import aiohttp
 import pytest
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
+from livekit import api as livekit_api
 from livekit import rtc
+from livekit.rtc.participant import PublishTrackError
 
 from lingo_api import resources as r
 from lingo_loopback.processes import free_port
@@ -50,9 +52,17 @@ async def test_create_returns_tokens_that_livekit_accepts(http, livekit):
     listener = rtc.Room()
     await listener.connect(data["stream_url"], data["subscriber"][0])
     try:
-        with pytest.raises(Exception):
-            track = rtc.LocalAudioTrack.create_audio_track("mic", rtc.AudioSource(16000, 1))
+        # LiveKit took the subscriber token without the right to publish, and a publication is
+        # never accepted (the server ignores it: the SDK's wait is what ends).
+        permissions = listener.local_participant.permissions
+        assert permissions.can_subscribe and not permissions.can_publish, permissions
+        track = rtc.LocalAudioTrack.create_audio_track("mic", rtc.AudioSource(16000, 1))
+        with pytest.raises((PublishTrackError, TimeoutError)):
             await asyncio.wait_for(listener.local_participant.publish_track(track), 10)
+        async with livekit_api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
+            listing = await lk.room.list_participants(livekit_api.ListParticipantsRequest(room=data["room_name"]))
+        assert not [p.tracks for p in listing.participants if p.identity == listener.local_participant.identity
+                    and p.tracks]
     finally:
         await listener.disconnect()
 

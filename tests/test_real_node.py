@@ -206,26 +206,28 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
         data = body["data"]
         session_id = data["session_id"]
         # The chart's default WorkerPool: the session claims an idle pooled worker, or starts its own.
-        worker_pod = ""
 
-        # Probes gate WorkerReady: the session never says ready before the pod's readiness probe does.
-        seen_ready_early = []
+        # WorkerReady is the worker's own word (a claim answered, or its /readyz?wait= for a cold
+        # worker), not the kubelet's: when the session says ready, the worker in its pod answers
+        # /readyz with 200 at that moment; the pod's Ready condition follows at the next probe.
         deadline = time.monotonic() + 180
         while True:
             async with http.get(f"/session-storage/sessions/{session_id}", headers=headers) as response:
                 session = (await response.json())["data"]
-            worker_pod = worker_pod or node.kubectl(
-                "-n", NAMESPACE, "get", "streamingsession", session_id, "-o", "jsonpath={.status.workerPodName}",
-                check=False).stdout.strip()
-            pod = json.loads(node.kubectl("-n", NAMESPACE, "get", "pod", worker_pod, "-o", "json",
-                                          check=False).stdout or "{}") if worker_pod else {}
-            if session["worker_ready"] and not (pod and pod_ready(pod)):
-                seen_ready_early.append(session["conditions"])
             if session["worker_ready"]:
                 break
             assert time.monotonic() < deadline, f"worker not ready: {session['conditions']}"
             await asyncio.sleep(0.3)
-        assert not seen_ready_early, seen_ready_early
+        worker_pod = node.kubectl("-n", NAMESPACE, "get", "streamingsession", session_id, "-o",
+                                  "jsonpath={.status.workerPodName}").stdout.strip()
+        pod_ip = node.kubectl("-n", NAMESPACE, "get", "pod", worker_pod, "-o", "jsonpath={.status.podIP}").stdout.strip()
+        readyz = node.kubectl("-n", NAMESPACE, "exec", worker_pod, "--", "python3", "-c",
+                              "import urllib.request; print(urllib.request.urlopen("
+                              f"'http://{pod_ip}:{r.WORKER_PORT}/readyz', timeout=5).status)").stdout.strip()
+        assert readyz == "200", readyz
+        while not pod_ready(json.loads(node.kubectl("-n", NAMESPACE, "get", "pod", worker_pod, "-o", "json").stdout)):
+            assert time.monotonic() < deadline, f"pod {worker_pod} never passed its readiness probe"
+            await asyncio.sleep(0.3)
         how = [c.get("reason") for c in session["conditions"] if c.get("type") == r.Condition.WORKER_READY]
         print(f"\nworker {worker_pod}: {how}", file=sys.stderr)
 

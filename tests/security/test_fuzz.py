@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..helpers import register_client
+from ..helpers import facade_knows, register_client
 
 SESSIONS = "/session-storage/sessions"
 FUZZ_SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -44,11 +44,11 @@ control_messages = st.one_of(
 
 
 @pytest.fixture(scope="module")
-async def fuzz_client(kube, facade_ns):
+async def fuzz_client(facade, kube, facade_ns):
     """A client with a quota of zero: a valid body is answered 429 and creates nothing."""
     client = (f"fuzz-{secrets.token_hex(3)}", secrets.token_urlsafe(24))
     await register_client(kube, facade_ns, client, max_sessions=0)
-    await asyncio.sleep(6)  # the facade re-reads its clients every 5 s
+    await facade_knows(facade, client)
     return client
 
 

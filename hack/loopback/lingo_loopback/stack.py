@@ -11,9 +11,12 @@ import secrets
 import sys
 from pathlib import Path
 
+import yaml
+
 from lingo_api import resources as r
 from lingo_webhook.clients import api_client_manifest, hash_secret
 
+from .binaries import REPO_ROOT
 from .cluster import LoopbackCluster
 from .processes import ManagedProcess, free_port, http_ok, wait_for_interrupt, wait_until
 
@@ -89,6 +92,24 @@ def register_client(cluster: LoopbackCluster, namespace: str, client_id: str, ma
     return secret
 
 
+CHART_VALUES = REPO_ROOT / "charts" / "lingo-operator" / "values.yaml"
+
+
+def create_chart_pool(cluster: LoopbackCluster, namespace: str) -> str | None:
+    """The WorkerPool `helm install` makes with the chart's defaults (values.yaml `workerPool`),
+    so the dev stack runs what the chart installs; its name, or None when the chart disables it."""
+    values = yaml.safe_load(CHART_VALUES.read_text())["workerPool"]
+    if not values.get("enabled"):
+        return None
+    spec = {key: values[key] for key in ("profile", "minReady", "maxReady", "sourceLanguage", "targetLanguages")}
+    if values.get("template"):
+        spec["template"] = values["template"]
+    cluster.create(f"/apis/{r.API_VERSION}/namespaces/{namespace}/{r.POOL_PLURAL}",
+                   {"apiVersion": r.API_VERSION, "kind": r.POOL_KIND, "metadata": {"name": values["name"]},
+                    "spec": spec})
+    return values["name"]
+
+
 def create_namespace(cluster: LoopbackCluster, name: str) -> None:
     cluster.create("/api/v1/namespaces", {"metadata": {"name": name}})
 
@@ -126,6 +147,7 @@ def main() -> None:
         client_id, secret_file = "dev", cluster.workdir / "dev-client-secret"
         secret_file.write_text(register_client(cluster, args.namespace, client_id, max_sessions=20))
         secret_file.chmod(0o600)
+        pool = create_chart_pool(cluster, args.namespace)
         assert cluster.livekit is not None
         print(f"""
 Lingo Operator dev stack is up.
@@ -134,6 +156,7 @@ Lingo Operator dev stack is up.
   LiveKit       {cluster.livekit.url}
   kubeconfig    {cluster.kubeconfig}
   logs          {cluster.log_dir}
+  worker pool   {f"{pool} in namespace {args.namespace} (the chart's default)" if pool else "none (disabled in the chart)"}
 
 Create a session:
   curl -s -X POST {facade_url}/session-storage/sessions \\
