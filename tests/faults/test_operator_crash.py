@@ -23,8 +23,17 @@ async def _events(kube, namespace: str, name: str) -> set[str]:
 async def test_sigkill_mid_create_converges_to_exactly_one_of_everything(stack):
     names = [f"crash-{i}" for i in range(10)]
     await asyncio.gather(*(create_session(stack.kube, stack.namespace, name, subscriberCount=1) for name in names))
-    await asyncio.sleep(0.3)
+
+    async def mid_create():
+        """(sessions begun, sessions Ready) once the operator has begun some and not finished all."""
+        statuses = [(await get_session(stack.kube, stack.namespace, name)).get("status") or {} for name in names]
+        begun = sum(1 for status in statuses if status.get("roomName"))
+        ready = sum(1 for status in statuses if status.get("phase") == r.Phase.READY)
+        return (begun, ready) if begun and ready < len(names) else None
+
+    begun, ready = await eventually(mid_create, timeout=30, interval=0.02, what="the operator part-way through the creates")
     os.kill(stack.operator.proc.pid, signal.SIGKILL)
+    print(f"\nkilled with {begun} of {len(names)} sessions begun and {ready} Ready")
     stack.operator.proc.wait()
     stack.start_operator()
     for name in names:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -112,11 +113,20 @@ async def serve(settings: WorkerSettings) -> int:
             in_room.cancel()
             await asyncio.gather(in_room, return_exceptions=True)
         await runtime.shutdown_media()
+        await hub.background.aclose()
+        await runtime.background.aclose()
         await runner.cleanup()
 
 
+LOG_LEVEL_VARIABLE = "LINGO_LOG_LEVEL"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    level = os.environ.get(LOG_LEVEL_VARIABLE, "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise SystemExit(f"lingo-worker: {LOG_LEVEL_VARIABLE} must be one of {', '.join(LOG_LEVELS)}, not {level[:20]!r}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     redact_malformed_requests()
     sys.exit(asyncio.run(serve(WorkerSettings.from_env())))
 

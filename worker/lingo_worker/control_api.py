@@ -35,6 +35,7 @@ from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
 from . import metrics
 from . import protocol
 from .audio_output import resample
+from .background import BackgroundTasks
 from .early_data import EarlyData
 from .engines.base import ASR_SAMPLE_RATE
 from .protocol import StreamSettings, TaskMessageError
@@ -144,6 +145,7 @@ class ControlHub:
         self.controller, self.tokens = controller, tokens
         self.clients: set[WebSocketPeer] = set()
         self.early_data = EarlyData(self._dispatch_as)
+        self.background = BackgroundTasks()  # awaited when the worker exits (worker/lingo_worker/__main__.py)
 
     async def broadcast(self, message_type: str, data: dict) -> None:
         """To every WebSocket client and, as one data packet, to everyone in the room."""
@@ -198,7 +200,7 @@ class ControlHub:
             self.clients.discard(peer)
             metrics.CONTROL_CLIENTS.dec()
             if peer.speaker is not None:  # translate what was said before the client left
-                asyncio.create_task(peer.speaker.close())
+                self.background.spawn(peer.speaker.close(), "last-words-websocket")
         return ws
 
     async def _authenticate(self, ws: web.WebSocketResponse, token: str | None) -> ControlGrant | None:

@@ -17,6 +17,7 @@ from lingo_api.session_tokens import Role
 
 from .engines.base import ASR_SAMPLE_RATE
 from .engines.registry import Engines, build_engines
+from .background import BackgroundTasks
 from .captions import publish_caption
 from .control_api import WEBSOCKET_SPEAKER_PREFIX
 from .pipeline import TranslationPipeline
@@ -91,6 +92,7 @@ class WorkerRuntime:
         self.on_speech = None
         self.on_data = None
         self.on_participant = None
+        self.background = BackgroundTasks()  # awaited when the worker exits (worker/lingo_worker/__main__.py)
         self._speakers: dict[str, SpeakerStream] = {}
         self._publications: dict[str, str] = {}  # language -> track sid
         self._source_tracks: dict[str, str] = {}  # publisher identity -> its audio track's sid
@@ -154,7 +156,7 @@ class WorkerRuntime:
         self.task = candidate
         # Warmed in the background: the answer to set_task does not wait for engines to start
         # (a first sentence would wait for them anyway).
-        self._warming = asyncio.create_task(self._warm_up(candidate))
+        self.background.spawn(self._warm_up(candidate), "warm-up")
         if self.pipeline:
             self.pipeline.task = candidate
             if self.task.state != TaskState.ENDED:
@@ -238,7 +240,7 @@ class WorkerRuntime:
         if self.pipeline:
             self.pipeline.task = self.task
         if (source_language, target_languages) != preloaded:  # the preloaded ones are warm already
-            self._warming = asyncio.create_task(self._warm_up(self.task))
+            self.background.spawn(self._warm_up(self.task), "warm-up")
 
     async def _warm_up(self, task: TranslationTask) -> None:
         """Load the recognizer and start the translation and synthesis processes a task needs
@@ -293,7 +295,7 @@ class WorkerRuntime:
             return
         log.info("translating audio of %s", participant.identity)
         self._source_tracks[participant.identity] = publication.sid
-        asyncio.create_task(self._consume_audio(track, participant.identity))
+        self.background.spawn(self._consume_audio(track, participant.identity), f"audio-{participant.identity}")
 
     async def _consume_audio(self, track: rtc.Track, identity: str) -> None:
         stream = rtc.AudioStream(track, sample_rate=ASR_SAMPLE_RATE, num_channels=1)
@@ -316,7 +318,7 @@ class WorkerRuntime:
     def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
         speaker = self._speakers.pop(participant.identity, None)
         if speaker:
-            asyncio.create_task(speaker.close())
+            self.background.spawn(speaker.close(), f"last-words-{participant.identity}")
 
     def _on_disconnected(self, reason=None, *_args) -> None:
         self._connected = False
@@ -329,7 +331,8 @@ class WorkerRuntime:
 
     def _on_data(self, packet: rtc.DataPacket) -> None:
         if self.on_data:  # "" for a sender the room has not announced yet (worker/lingo_worker/early_data.py)
-            asyncio.create_task(self.on_data(packet.participant.identity if packet.participant else "", packet.data))
+            self.background.spawn(self.on_data(packet.participant.identity if packet.participant else "", packet.data),
+                                  "data-packet")
 
     def _on_participant_connected(self, participant: rtc.RemoteParticipant) -> None:
         if self.on_participant:
