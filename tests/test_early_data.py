@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from lingo_worker import early_data
+from lingo_worker.background import BackgroundTasks
 from lingo_worker.early_data import EarlyData
 
 
@@ -22,7 +23,7 @@ def early(delivered):
     async def deliver(identity: str, payload: bytes) -> None:
         delivered.append((identity, payload))
 
-    return EarlyData(deliver)
+    return EarlyData(deliver, BackgroundTasks().spawn)
 
 
 async def settle():

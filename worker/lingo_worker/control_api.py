@@ -144,8 +144,8 @@ class ControlHub:
     def __init__(self, controller: TaskController, tokens: TokenBook):
         self.controller, self.tokens = controller, tokens
         self.clients: set[WebSocketPeer] = set()
-        self.early_data = EarlyData(self._dispatch_as)
         self.background = BackgroundTasks()  # awaited when the worker exits (worker/lingo_worker/__main__.py)
+        self.early_data = EarlyData(self._dispatch_as, self.background.spawn)
 
     async def broadcast(self, message_type: str, data: dict) -> None:
         """To every WebSocket client and, as one data packet, to everyone in the room."""

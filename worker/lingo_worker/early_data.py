@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Coroutine
 
 log = logging.getLogger("lingo.worker")
 
@@ -29,8 +28,10 @@ SETTLE_SECONDS = 0.2
 
 
 class EarlyData:
-    def __init__(self, deliver: Callable[[str, bytes], Awaitable[None]]):
+    def __init__(self, deliver: Callable[[str, bytes], Awaitable[None]],
+                 spawn: Callable[[Coroutine, str], asyncio.Task]):
         self._deliver = deliver  # deliver(identity, payload): run a control message as that client
+        self._spawn = spawn  # the owner's BackgroundTasks.spawn (worker/lingo_worker/background.py)
         self._held: list[bytes] = []  # packets without a sender, in arrival order
         self._joined: list[str] = []  # session clients announced since the first held packet
         self._behind: list[tuple[str, bytes]] = []  # their packets that came while held ones wait
@@ -44,7 +45,7 @@ class EarlyData:
             return
         self._held.append(payload)
         if self._resolving is None:
-            self._resolving = asyncio.create_task(self._resolve(), name="early-data")
+            self._resolving = self._spawn(self._resolve(), "early-data")
 
     def joined(self, identity: str) -> None:
         """The room announced a session client."""
