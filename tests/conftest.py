@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import CoreV1Api
+from lingo_api.livekit_sdk import stop_livekit_sdk
 
 from lingo_loopback.binaries import BinaryBuildError
 from lingo_loopback.cluster import LoopbackCluster
@@ -150,12 +151,7 @@ def pytest_terminal_summary(terminalreporter):
 
 def pytest_sessionfinish(session, exitstatus):
     """Fail a run that skipped tests where all must run; then stop the LiveKit SDK's runtime while
-    the interpreter is whole. Left to its own atexit hook, its Rust threads may call back into a
-    Python that is already shutting down, and the process aborts after every test has passed
-    (seen once in .ci/run)."""
+    the interpreter is whole (lingo_api.livekit_sdk says why)."""
     if os.environ.get(REQUIRE_ALL) and _skipped and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    from livekit.rtc._ffi_client import FfiClient  # the SDK has no public dispose
-
-    if FfiClient._instance is not None:
-        FfiClient._instance._dispose()
+    stop_livekit_sdk()

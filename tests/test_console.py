@@ -72,7 +72,8 @@ async def test_publisher_speaks_and_the_subscriber_hears_spanish_in_the_browser(
         async with aiohttp.ClientSession(base_url=facade) as http:
             async with http.delete(f"/session-storage/sessions/{seen['session']}", headers=auth(ACME)):
                 pass
-    assert seen["ok"], seen
+    # a string, so pytest shows all of it: the failed step, then the pages' last console lines
+    assert seen["ok"], "\n".join([str(seen.get("error"))] + seen.get("logs", []))
     heard = " ".join(seen["english"]).lower()
     assert "friend" in heard or "weather" in heard, seen["english"]
     assert any("amigo" in line.lower() or "tiempo" in line.lower() for line in seen["spanish"]), seen["spanish"]

@@ -18,7 +18,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import pytest
@@ -70,7 +70,7 @@ def node():
 @dataclass
 class Release:
     facade_url: str
-    client_secret: str
+    client_secret: str = field(repr=False)  # a failing test prints its fixtures; never a secret
     values: list[str]
 
 

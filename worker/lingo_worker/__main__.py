@@ -11,6 +11,7 @@ import sys
 
 from aiohttp import web
 
+from lingo_api.livekit_sdk import stop_livekit_sdk
 from lingo_api.untrusted import redact_malformed_requests
 
 from .claim import Claim, ClaimDesk
@@ -128,7 +129,11 @@ def main() -> None:
         raise SystemExit(f"lingo-worker: {LOG_LEVEL_VARIABLE} must be one of {', '.join(LOG_LEVELS)}, not {level[:20]!r}")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     redact_malformed_requests()
-    sys.exit(asyncio.run(serve(WorkerSettings.from_env())))
+    try:
+        status = asyncio.run(serve(WorkerSettings.from_env()))
+    finally:
+        stop_livekit_sdk()
+    sys.exit(status)
 
 
 if __name__ == "__main__":

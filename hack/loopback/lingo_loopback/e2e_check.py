@@ -19,6 +19,8 @@ from pathlib import Path
 import aiohttp
 from livekit import rtc
 
+from lingo_api.livekit_sdk import stop_livekit_sdk
+
 SESSIONS = "/session-storage/sessions"
 
 
@@ -89,6 +91,8 @@ def main() -> None:
     except CheckFailed as exc:
         print(f"e2e check FAILED: {exc}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        stop_livekit_sdk()
     print("e2e check passed: " + json.dumps(report))
 
 

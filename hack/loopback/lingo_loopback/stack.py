@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from lingo_api import resources as r
+from lingo_api.livekit_sdk import stop_livekit_sdk
 from lingo_webhook.clients import api_client_manifest, hash_secret
 
 from .binaries import REPO_ROOT
@@ -168,7 +169,10 @@ Create a session:
 
             from .e2e_check import run_check
 
-            report = asyncio.run(run_check(facade_url, client_id, secret_file.read_text()))
+            try:
+                report = asyncio.run(run_check(facade_url, client_id, secret_file.read_text()))
+            finally:
+                stop_livekit_sdk()
             print(f"e2e check passed: {report}")
             return
         print("Ctrl-C stops everything.", flush=True)
