@@ -43,6 +43,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Palabra's current SDK, unmodified, in an environment of its own (tests/test_palabra_sdk_2.py):
+# the main one pins its 0.6 generation.
+palabra2_stamp=.venv-palabra2/.lingo-installed
+palabra2_want=$(sha256sum tests/palabra2-requirements.txt | cut -d' ' -f1)
+if [ ! -f "$palabra2_stamp" ] || [ "$(cat "$palabra2_stamp")" != "$palabra2_want" ]; then
+  echo "[setup] installing Palabra's current SDK into .venv-palabra2"
+  "$PYTHON" -m venv .venv-palabra2
+  .venv-palabra2/bin/pip install -q -r tests/palabra2-requirements.txt
+  echo "$palabra2_want" > "$palabra2_stamp"
+fi
+
 if ! command -v npm >/dev/null; then
   echo "[setup] installing npm"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -24,6 +24,7 @@ from .console_site import add_console_routes
 from .control_proxy import IssuedTokens, proxy_control
 from .errors import ApiError, json_errors, ok_response
 from .openapi import openapi_document
+from .palabra_stream import SPEECH_TO_SPEECH_PATH, speech_to_speech
 from .quota_lock import ClientQuotaLock
 from .session_cache import SessionCache
 from .session_store import SessionStore, describe
@@ -93,9 +94,17 @@ class AccessLogger(AbstractAccessLogger):
 
 
 async def authenticate(request: web.Request) -> Client:
+    """The client of a request: ClientID/ClientSecret headers, or an API key as
+    `Authorization: Bearer lingo_…` (webhook/lingo_webhook/api_keys.py)."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and key:
+        client = await request.app["clients"].authenticate_key(key.strip(), request.remote or "")
+        if client is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked API key")
+        return client
     client_id, secret = request.headers.get("ClientID"), request.headers.get("ClientSecret")
     if not client_id or not secret:
-        raise ApiError(401, "unauthorized", "ClientID and ClientSecret headers are required")
+        raise ApiError(401, "unauthorized", "ClientID and ClientSecret headers (or an API key) are required")
     # A value no registered client can have (bad bytes, control characters, absurd length) is
     # refused before it reaches scrypt, the cache key or a log line.
     if not CLIENT_ID_PATTERN.fullmatch(client_id) or not SECRET_PATTERN.fullmatch(secret):
@@ -132,20 +141,9 @@ async def parse_create_body(request: web.Request, model: type[BaseModel] = Creat
     return data.to_spec() if isinstance(data, PalabraSessionSpec) else data
 
 
-async def _create(request: web.Request, client: Client, spec: SessionSpec) -> tuple[dict, dict]:
-    """The one path both create routes take: quota, StreamingSession, wait until joinable."""
-    started = time.perf_counter()
-    session, tokens = await request.app["store"].create(client.client_id, client.max_sessions, spec)
-    metrics.SESSIONS_CREATED.labels(client.client_id).inc()
-    summary = describe(session)
-    log.info("client %s created session %s in %.0f ms", client.client_id, summary["session_id"],
-             (time.perf_counter() - started) * 1000)
-    return summary, tokens
-
-
 async def create_session(request: web.Request) -> web.Response:
     client = await authenticate(request)
-    summary, tokens = await _create(request, client, await parse_create_body(request))
+    summary, tokens = await request.app["store"].create_for(client, await parse_create_body(request))
     return ok_response({
         "session_id": summary["session_id"],
         "publisher": tokens["publisher"],
@@ -168,7 +166,7 @@ async def create_palabra_session(request: web.Request) -> web.Response:
         if exc.status != 401:
             raise
         raise ApiError(404, "invalid_credentials", exc.message) from None
-    summary, tokens = await _create(request, client, await parse_create_body(request, PalabraCreateSessionRequest))
+    summary, tokens = await request.app["store"].create_for(client, await parse_create_body(request, PalabraCreateSessionRequest))
     return ok_response({
         "id": summary["session_id"],
         "publisher": tokens["publisher"][0],
@@ -265,6 +263,7 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     app.router.add_get(f"{BASE}/sessions/{{id}}/control", control)
     app.router.add_get(f"{BASE}/languages", languages)
     app.router.add_get(f"{BASE}/openapi.json", openapi)
+    app.router.add_get(SPEECH_TO_SPEECH_PATH, speech_to_speech)  # Palabra 2.x, with an API key
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.metrics_endpoint)

@@ -1,8 +1,8 @@
 """Registered API clients (ApiClient resources) and how their secrets are checked.
 
-Secrets are stored only as `scrypt$<salt>$<hash>`. Every check, including one for an unknown
-client ID, runs the same scrypt and a constant-time comparison, so timing does not reveal
-which client IDs exist.
+Secrets and API keys (webhook/lingo_webhook/api_keys.py) are stored only as
+`scrypt$<salt>$<hash>`. Every check, including one for an unknown client ID or key, runs the
+same scrypt and a constant-time comparison, so timing does not reveal which ones exist.
 
 `python -m lingo_webhook.clients manifest CLIENT_ID [--max-sessions N]` prints an ApiClient
 manifest with a fresh random secret (shown once on stderr).
@@ -25,29 +25,12 @@ from kubernetes_asyncio.client import CustomObjectsApi
 
 from lingo_api import resources as r
 
+from .api_keys import key_id_of
 from .errors import KUBERNETES_UNAVAILABLE, kubernetes_unavailable
 from .login_throttle import LoginThrottle
+from .secret_hashes import hash_secret, secret_matches
 
 log = logging.getLogger("lingo.webhook")
-
-_SCRYPT = dict(n=2**14, r=8, p=1, dklen=32)
-
-
-def hash_secret(secret: str, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
-    return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def secret_matches(secret: str, stored: str) -> bool:
-    try:
-        scheme, salt_hex, digest_hex = stored.split("$")
-        salt, expected = bytes.fromhex(salt_hex), bytes.fromhex(digest_hex)
-    except ValueError:
-        return False
-    actual = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
-    return scheme == "scrypt" and hmac.compare_digest(actual, expected)
-
 
 # Compared against when the client ID is unknown, so both paths cost the same.
 _DECOY_HASH = hash_secret(secrets.token_urlsafe(16))
@@ -59,6 +42,15 @@ class Client:
     secret_hash: str
     max_sessions: int
     disabled: bool
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """One of an ApiClient's API keys (webhook/lingo_webhook/api_keys.py), as the registry holds it."""
+
+    client: Client
+    key_hash: str
+    revoked: bool
 
 
 class ClientRegistry:
@@ -78,6 +70,7 @@ class ClientRegistry:
         self._custom, self._namespace, self._ttl = custom, namespace, ttl
         self.throttle = throttle or LoginThrottle()
         self._clients: dict[str, Client] = {}
+        self._keys: dict[str, StoredKey] = {}  # by key id
         self._loaded_at = -1e9
         self._lock = asyncio.Lock()
         self._verified_ttl = verified_ttl
@@ -100,35 +93,53 @@ class ClientRegistry:
                 log.warning("API clients not refreshed (%s); using the last list", type(exc).__name__)
                 self._loaded_at = time.monotonic() - self._ttl + 1  # try again in a second
                 return
-            clients = {}
+            clients, keys = {}, {}
             for item in listing.get("items", []):
                 spec = item.get("spec") or {}
                 if "clientId" in spec and "secretHash" in spec:
-                    clients[spec["clientId"]] = Client(
+                    client = clients[spec["clientId"]] = Client(
                         spec["clientId"], spec["secretHash"], int(spec.get("maxConcurrentSessions", 10)),
                         bool(spec.get("disabled", False)),
                     )
-            self._clients, self._loaded_at = clients, time.monotonic()
+                    for entry in spec.get("apiKeys") or []:
+                        if isinstance(entry, dict) and "id" in entry and "hash" in entry:
+                            keys[entry["id"]] = StoredKey(client, entry["hash"], bool(entry.get("revoked", False)))
+            self._clients, self._keys, self._loaded_at = clients, keys, time.monotonic()
 
     async def authenticate(self, client_id: str, secret: str, peer: str = "") -> Client | None:
         await self._refresh()
         client = self._clients.get(client_id)
-        fingerprint = hmac.new(self._cache_key, f"{client_id}\0{secret}".encode(), hashlib.sha256).digest()
+        return await self._check(client, client.secret_hash if client else None, client_id, secret, peer)
+
+    async def authenticate_key(self, key: str, peer: str = "") -> Client | None:
+        """The client an API key belongs to; None for a malformed, unknown or revoked key."""
+        await self._refresh()
+        key_id = key_id_of(key)
+        stored = self._keys.get(key_id) if key_id else None
+        if stored is not None and stored.revoked:
+            stored = None
+        return await self._check(stored.client if stored else None, stored.key_hash if stored else None,
+                                 f"key:{key_id or '-'}", key, peer)
+
+    async def _check(self, client: Client | None, stored_hash: str | None, who: str, secret: str,
+                     peer: str) -> Client | None:
+        """`secret` against `stored_hash` (a decoy when there is none: the same cost either way)."""
+        fingerprint = hmac.new(self._cache_key, f"{who}\0{secret}".encode(), hashlib.sha256).digest()
         remembered = self._verified.get(fingerprint)
         now = time.monotonic()
-        if client and remembered and remembered[0] == client.secret_hash and remembered[1] > now:
+        if client and remembered and remembered[0] == stored_hash and remembered[1] > now:
             return None if client.disabled else client
         self.throttle.check_peer(peer)
-        async with self.throttle.slot(client_id, peer):
+        async with self.throttle.slot(who, peer):
             # scrypt is CPU-bound (~40 ms); keep the event loop free for other requests.
-            matches = await asyncio.to_thread(secret_matches, secret, client.secret_hash if client else _DECOY_HASH)
+            matches = await asyncio.to_thread(secret_matches, secret, stored_hash or _DECOY_HASH)
         if client is None or client.disabled or not matches:
             self.throttle.failed(peer)
             return None
         self.throttle.succeeded(peer)
         if len(self._verified) > 10_000:
             self._verified.clear()
-        self._verified[fingerprint] = (client.secret_hash, now + self._verified_ttl)
+        self._verified[fingerprint] = (stored_hash, now + self._verified_ttl)
         return client
 
 

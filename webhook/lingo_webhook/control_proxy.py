@@ -124,13 +124,13 @@ async def _find_session(request: web.Request, session_id: str, token: str) -> di
         raise
 
 
-def _worker_endpoint(session: dict) -> str | None:
+def worker_endpoint(session: dict) -> str | None:
     status = session.get("status") or {}
     ready = status.get("phase") == r.Phase.READY and status.get("workerEndpoint")
     return status["workerEndpoint"] if ready else None
 
 
-async def _pump(source, sink) -> None:
+async def pump(source, sink) -> None:
     async for message in source:
         if message.type == WSMsgType.TEXT:
             await sink.send_str(message.data)
@@ -157,7 +157,7 @@ async def proxy_control(request: web.Request, session_id: str) -> web.StreamResp
             return client
         # Held, not refused, while the worker starts.
         deadline = time.monotonic() + WORKER_WAIT_SECONDS
-        while (endpoint := _worker_endpoint(session)) is None:
+        while (endpoint := worker_endpoint(session)) is None:
             if time.monotonic() > deadline or client.closed:
                 await _send_error(client, "WORKER_NOT_READY", "the session's translation worker is not ready; retry",
                                   1013)
@@ -180,7 +180,7 @@ async def proxy_control(request: web.Request, session_id: str) -> web.StreamResp
         await _send_error(client, "WORKER_UNREACHABLE", "could not reach the session's translation worker", 1011)
         return client
     try:
-        tasks = [asyncio.ensure_future(_pump(client, upstream)), asyncio.ensure_future(_pump(upstream, client))]
+        tasks = [asyncio.ensure_future(pump(client, upstream)), asyncio.ensure_future(pump(upstream, client))]
         _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()

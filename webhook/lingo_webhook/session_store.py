@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
@@ -11,6 +12,7 @@ from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 from lingo_api import resources as r
 from lingo_api.session_spec import SessionSpec
 
+from . import metrics
 from .errors import ApiError
 from .quota_lock import ClientQuotaLock
 from .session_cache import SessionCache, SessionDeleted
@@ -108,6 +110,17 @@ class SessionStore:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    async def create_for(self, client, spec: SessionSpec) -> tuple[dict, dict]:
+        """The one path every create takes (both REST routes, the 2.x stream): quota,
+        StreamingSession, wait until joinable; returns (describe(session), tokens)."""
+        started = time.perf_counter()
+        session, tokens = await self.create(client.client_id, client.max_sessions, spec)
+        metrics.SESSIONS_CREATED.labels(client.client_id).inc()
+        summary = describe(session)
+        log.info("client %s created session %s in %.0f ms", client.client_id, summary["session_id"],
+                 (time.perf_counter() - started) * 1000)
+        return summary, tokens
 
     async def create(self, client_id: str, max_sessions: int, spec: SessionSpec) -> tuple[dict, dict]:
         """Create a session and wait until it can be joined; returns (session, tokens)."""

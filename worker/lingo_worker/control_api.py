@@ -12,6 +12,12 @@ The worker sends current_task, partial/validated/translated_transcription,
 partial_translated_transcription (when the task asks), pipeline_timings, tts_buffer_stats,
 output_audio_data (WebSocket clients that asked for it, as the track plays it), warning, eos and
 error `{"code", "desc"}`.
+
+A WebSocket opened with `?api=stream` speaks Palabra's current streaming API (palabra-ai 2.x; the
+facade's stream endpoint, webhook/lingo_webhook/palabra_stream.py, opens it so): no
+`authenticated` or unasked `current_task`, `task_status` acknowledgements of set_task and
+pause_task (a set_task while paused resumes), and end_task finishes the client's audio, sends
+`end_of_stream` and closes.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import binascii
 import hmac
 import json
 import logging
+import zlib
 from typing import Protocol
 
 import numpy as np
@@ -122,9 +129,11 @@ class Peer:
 
 
 class WebSocketPeer(Peer):
-    def __init__(self, grant: ControlGrant, ws: web.WebSocketResponse):
+    def __init__(self, grant: ControlGrant, ws: web.WebSocketResponse, stream_api: bool = False):
         super().__init__(grant)
         self.ws = ws
+        self.stream_api = stream_api  # Palabra's 2.x streaming API (see the module's docstring)
+        self.task_started = False
 
     async def send(self, message_type: str, data: dict) -> None:
         await self.ws.send_str(json.dumps({"message_type": message_type, "data": data}))
@@ -151,6 +160,8 @@ class ControlHub:
         """To every WebSocket client and, as one data packet, to everyone in the room."""
         payload = json.dumps({"message_type": message_type, "data": data})
         for peer in list(self.clients):
+            if not peer.streams.wants(message_type):
+                continue
             try:
                 await peer.ws.send_str(payload)
             except (ConnectionError, RuntimeError):
@@ -171,9 +182,9 @@ class ControlHub:
             pcm = np.clip(resample(samples.astype(np.float32), sample_rate, rate), -32768, 32767).astype(np.int16)
             if peer.streams.output_channels == 2:
                 pcm = np.repeat(pcm, 2)
+            chunk = zlib.compress(pcm.tobytes()) if peer.streams.output_zlib else pcm.tobytes()
             try:
-                await peer.send("output_audio_data", protocol.output_audio(pcm.tobytes(), language, transcription_id,
-                                                                           last))
+                await peer.send("output_audio_data", protocol.output_audio(chunk, language, transcription_id, last))
             except (ConnectionError, RuntimeError):
                 self.clients.discard(peer)
 
@@ -182,14 +193,16 @@ class ControlHub:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES)
         await ws.prepare(request)
-        grant = await self._authenticate(ws, request.query.get("token"))
+        stream_api = request.query.get("api") == "stream"
+        grant = await self._authenticate(ws, request.query.get("token"), announce=not stream_api)
         if grant is None:
             await ws.close(code=4401, message=b"unauthorized")
             return ws
-        peer = WebSocketPeer(grant, ws)
+        peer = WebSocketPeer(grant, ws, stream_api)
         self.clients.add(peer)
         metrics.CONTROL_CLIENTS.inc()
-        await peer.send("current_task", self.current_task())
+        if not stream_api:
+            await peer.send("current_task", self.current_task())
         try:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -203,7 +216,8 @@ class ControlHub:
                 self.background.spawn(peer.speaker.close(), "last-words-websocket")
         return ws
 
-    async def _authenticate(self, ws: web.WebSocketResponse, token: str | None) -> ControlGrant | None:
+    async def _authenticate(self, ws: web.WebSocketResponse, token: str | None,
+                            announce: bool = True) -> ControlGrant | None:
         if not token:
             try:
                 message = await ws.receive(timeout=AUTH_TIMEOUT_SECONDS)
@@ -221,9 +235,10 @@ class ControlHub:
         except InvalidToken as exc:
             await _send_error(ws, "UNAUTHORIZED", str(exc))
             return None
-        await ws.send_str(json.dumps({"message_type": "authenticated", "data": {
-            "identity": grant.identity, "role": grant.role.value,
-            "permissions": sorted(p.value for p in grant.permissions)}}))
+        if announce:
+            await ws.send_str(json.dumps({"message_type": "authenticated", "data": {
+                "identity": grant.identity, "role": grant.role.value,
+                "permissions": sorted(p.value for p in grant.permissions)}}))
         return grant
 
     # -- the room ----------------------------------------------------------------------------
@@ -308,7 +323,20 @@ class ControlHub:
             peer.streams = request.streams
             if request.streams.audio_in_over_ws and peer.speaker is None:
                 peer.speaker = self.controller.speaker(websocket_speaker(peer.grant.identity))
+        if isinstance(peer, WebSocketPeer) and peer.stream_api:
+            await self._acknowledge_set_task(peer)
         await self.broadcast("current_task", self.current_task())  # the asking client included
+
+    async def _acknowledge_set_task(self, peer: WebSocketPeer) -> None:
+        """Palabra 2.x: set_task is answered with task_status; one sent while paused resumes."""
+        if not peer.task_started:
+            event, peer.task_started = "started", True
+        elif self.controller.task.state == TaskState.PAUSED:
+            await self.controller.set_state(TaskState.RUNNING)
+            event = "resumed"
+        else:
+            event = "updated"
+        await peer.send("task_status", protocol.task_status("set_task", event, self.controller.task.state.value))
 
     async def _change_state(self, peer: Peer, message_type: str, _data: dict) -> None:
         if not await self._require(peer, Permission.WRITE):
@@ -316,8 +344,13 @@ class ControlHub:
         if self.controller.task.state == TaskState.ENDED:
             await peer.send("error", protocol.error("TASK_ENDED", "the task has ended"))
             return
+        if isinstance(peer, WebSocketPeer) and peer.stream_api and message_type == "end_task":
+            await self._end_stream(peer)
+            return
         state = {"pause_task": TaskState.PAUSED, "resume_task": TaskState.RUNNING, "end_task": TaskState.ENDED}
         await self.controller.set_state(state[message_type])
+        if isinstance(peer, WebSocketPeer) and peer.stream_api and message_type == "pause_task":
+            await peer.send("task_status", protocol.task_status("pause_task", "paused", TaskState.PAUSED.value))
         await self.broadcast("current_task", self.current_task())
         if message_type == "end_task":
             await self.broadcast("eos", {})
@@ -353,16 +386,27 @@ class ControlHub:
 
     async def _end_of_stream(self, peer: Peer, _type: str, _data: dict) -> None:
         """The client's audio has ended: translate what is left, let it play out, then answer eos."""
-        if peer.speaker is not None:
-            speaker, peer.speaker = peer.speaker, None
-            await speaker.close()
-            try:
-                await asyncio.wait_for(self.controller.drained(), timeout=EOS_DRAIN_SECONDS)
-            except TimeoutError:
-                pass
-            if peer.streams.audio_in_over_ws:
-                peer.speaker = self.controller.speaker(websocket_speaker(peer.grant.identity))
+        await self._finish_audio(peer, reopen=True)
         await peer.send("eos", {})
+
+    async def _end_stream(self, peer: WebSocketPeer) -> None:
+        """Palabra 2.x's end_task: no more audio; the tail is translated and played, then
+        end_of_stream, and the server closes the stream."""
+        await self._finish_audio(peer, reopen=False)
+        await peer.send("end_of_stream", {})
+        await peer.ws.close()
+
+    async def _finish_audio(self, peer: Peer, reopen: bool) -> None:
+        if peer.speaker is None:
+            return
+        speaker, peer.speaker = peer.speaker, None
+        await speaker.close()
+        try:
+            await asyncio.wait_for(self.controller.drained(), timeout=EOS_DRAIN_SECONDS)
+        except TimeoutError:
+            pass
+        if reopen and peer.streams.audio_in_over_ws:
+            peer.speaker = self.controller.speaker(websocket_speaker(peer.grant.identity))
 
 
 def _describe(exc: Exception) -> str:

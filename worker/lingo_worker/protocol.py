@@ -17,9 +17,15 @@ from dataclasses import dataclass, field
 from .task import TaskUpdate
 
 PCM_FORMAT = "pcm_s16le"
+ZLIB_PCM_FORMAT = "zlib_pcm_s16le"  # output only: each output_audio_data chunk zlib-compressed (Palabra 2.x)
 DEFAULT_INPUT_RATE = 16_000
 DEFAULT_OUTPUT_RATE = 24_000
 STREAM_TYPES = ("webrtc", "ws")
+
+
+# The messages pipeline.allowed_message_types chooses among; others are always sent.
+TRANSCRIPT_TYPES = frozenset({"partial_transcription", "validated_transcription", "translated_transcription",
+                              "partial_translated_transcription"})
 
 
 class TaskMessageError(ValueError):
@@ -37,6 +43,13 @@ class StreamSettings:
     output_type: str = "webrtc"
     output_rate: int = DEFAULT_OUTPUT_RATE
     output_channels: int = 1
+    output_zlib: bool = False
+    # Palabra's pipeline.allowed_message_types: the transcript kinds this client wants (None: all)
+    allowed_message_types: frozenset[str] | None = None
+
+    def wants(self, message_type: str) -> bool:
+        return self.allowed_message_types is None or message_type not in TRANSCRIPT_TYPES \
+            or message_type in self.allowed_message_types
 
     @property
     def audio_in_over_ws(self) -> bool:
@@ -87,23 +100,25 @@ def _leaves(value, prefix: str) -> list[str]:
     return [prefix]
 
 
-def _stream(spec, key: str, default_rate: int) -> tuple[str, int, int]:
+def _stream(spec, key: str, default_rate: int) -> tuple[str, int, int, bool]:
+    """(type, sample rate, channels, zlib) of an input_stream.source or output_stream.target."""
     if spec is None:
-        return "webrtc", default_rate, 1
+        return "webrtc", default_rate, 1, False
     if not isinstance(spec, dict) or not isinstance(spec.get(key), dict):
         raise TaskMessageError(f"expected {{'{key}': {{'type': 'webrtc' | 'ws', ...}}}}")
     end = spec[key]
     kind = end.get("type", "webrtc")
     if kind not in STREAM_TYPES:
         raise TaskMessageError(f"{key}.type must be 'webrtc' or 'ws'")
-    if end.get("format", PCM_FORMAT) != PCM_FORMAT:
-        raise TaskMessageError(f"{key}.format: only {PCM_FORMAT} is supported")
+    formats = (PCM_FORMAT, ZLIB_PCM_FORMAT) if key == "target" else (PCM_FORMAT,)
+    if end.get("format", PCM_FORMAT) not in formats:
+        raise TaskMessageError(f"{key}.format: only {' or '.join(formats)} is supported")
     rate, channels = end.get("sample_rate", default_rate), end.get("channels", 1)
     if not isinstance(rate, int) or not 8000 <= rate <= 48000:
         raise TaskMessageError(f"{key}.sample_rate must be an integer from 8000 to 48000")
     if channels not in (1, 2):
         raise TaskMessageError(f"{key}.channels must be 1 or 2")
-    return kind, rate, channels
+    return kind, rate, channels, end.get("format") == ZLIB_PCM_FORMAT
 
 
 def parse_set_task(data: dict) -> SetTask:
@@ -153,9 +168,17 @@ def parse_set_task(data: dict) -> SetTask:
         "options": options or None,
     })
 
-    input_type, input_rate, input_channels = _stream(data.get("input_stream"), "source", DEFAULT_INPUT_RATE)
-    output_type, output_rate, output_channels = _stream(data.get("output_stream"), "target", DEFAULT_OUTPUT_RATE)
-    streams = StreamSettings(input_type, input_rate, input_channels, output_type, output_rate, output_channels)
+    input_type, input_rate, input_channels, _ = _stream(data.get("input_stream"), "source", DEFAULT_INPUT_RATE)
+    output_type, output_rate, output_channels, zlib_output = _stream(data.get("output_stream"), "target",
+                                                                     DEFAULT_OUTPUT_RATE)
+    allowed = pipeline.get("allowed_message_types")
+    if allowed is not None:
+        if not isinstance(allowed, list) or not all(isinstance(kind, str) for kind in allowed):
+            raise TaskMessageError("pipeline.allowed_message_types must be a list of message types")
+        allowed = frozenset(allowed)
+        used.add("pipeline.allowed_message_types")
+    streams = StreamSettings(input_type, input_rate, input_channels, output_type, output_rate, output_channels,
+                             zlib_output, allowed)
     for prefix, end in (("input_stream", "source"), ("output_stream", "target")):
         for key in ("type", "format", "sample_rate", "channels"):
             used.add(f"{prefix}.{end}.{key}")
@@ -187,6 +210,11 @@ def transcription(transcription_id: str, language: str, text: str, start: float,
 
 def pipeline_timings(transcription_id: str, timings: dict[str, float]) -> dict:
     return {"transcription_id": transcription_id, "timings": timings}
+
+
+def task_status(command: str, event: str, state: str) -> dict:
+    """Palabra 2.x's acknowledgement of a command (`event`: started, updated, resumed, paused)."""
+    return {"command": command, "event": event, "task_status": state}
 
 
 def error(code: str, desc: str) -> dict:

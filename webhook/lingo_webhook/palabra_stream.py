@@ -1,0 +1,144 @@
+"""Palabra's current streaming API (palabra-ai 2.x): one WebSocket per translation stream,
+authorized by an API key, no REST call first.
+
+    GET /streaming-api/{random_hash}/v1/speech-to-speech/stream?token=<API key>
+
+The key is checked before the upgrade: a wrong one is an HTTP 401, which the SDK raises as its
+`SessionError`. The stream's first message must be Palabra's `set_task`; its languages make the
+session, a StreamingSession like any other (the client's quota counts it; a warm pool's worker
+is claimed when one serves those languages). The relay then opens the worker's control
+WebSocket as the session's publisher in the 2.x dialect (`?api=stream`,
+worker/lingo_worker/control_api.py), hands it the set_task and relays frames both ways. When
+either side closes (after `end_of_stream`, or the client leaving) the session is deleted.
+`{random_hash}` only spreads connections across Palabra's servers; any value is accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+
+from lingo_api import resources as r
+from lingo_api.session_spec import SessionSpec
+from lingo_api.untrusted import UntrustedInputError, parse_json
+
+from .control_proxy import WORKER_WAIT_SECONDS, pump, worker_endpoint
+from .errors import ApiError
+
+log = logging.getLogger("lingo.webhook")
+
+SPEECH_TO_SPEECH_PATH = "/streaming-api/{random_hash}/v1/speech-to-speech/stream"
+FIRST_MESSAGE_SECONDS = 10
+# 320 ms of 48 kHz stereo pcm_s16le is 61 KB, 82 KB in base64: room for the largest chunk Palabra allows.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+class StreamRefused(Exception):
+    """Said to the client as a control `error` {code, desc}, then the stream is closed."""
+
+    def __init__(self, code: str, desc: str):
+        super().__init__(desc)
+        self.code, self.desc = code, desc
+
+
+def _session_spec(set_task: dict) -> SessionSpec:
+    """The languages of Palabra's set_task as a session spec (the worker reads the rest)."""
+    pipeline = set_task.get("pipeline") if isinstance(set_task.get("pipeline"), dict) else {}
+    transcription = pipeline.get("transcription") if isinstance(pipeline.get("transcription"), dict) else {}
+    translations = pipeline.get("translations") if isinstance(pipeline.get("translations"), list) else []
+    source = transcription.get("source_language")
+    targets = [t.get("target_language") for t in translations if isinstance(t, dict)]
+    if source == "auto":
+        raise StreamRefused("VALIDATION_ERROR", "source_language 'auto' is not supported: name the language spoken")
+    if not isinstance(source, str) or not targets:
+        raise StreamRefused("VALIDATION_ERROR", "set_task needs pipeline.transcription.source_language and "
+                                                "pipeline.translations[].target_language")
+    try:
+        return SessionSpec(publisher_count=1, subscriber_count=0, source_language=source, target_languages=targets)
+    except ValidationError as exc:
+        raise StreamRefused("VALIDATION_ERROR", "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors())) from None
+
+
+async def _first_set_task(ws: web.WebSocketResponse) -> tuple[str, dict]:
+    """(the raw frame, its data) of the client's opening set_task."""
+    try:
+        message = await ws.receive(timeout=FIRST_MESSAGE_SECONDS)
+    except asyncio.TimeoutError:
+        raise StreamRefused("VALIDATION_ERROR", f"send set_task within {FIRST_MESSAGE_SECONDS} s") from None
+    if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        raise StreamRefused("VALIDATION_ERROR", "the stream closed before set_task")
+    raw = message.data if message.type == WSMsgType.TEXT else message.data.decode("utf-8", "replace")
+    try:
+        parsed = parse_json(raw)
+        data = parsed.get("data") if isinstance(parsed, dict) else None
+        if isinstance(data, str):
+            data = parse_json(data)
+    except UntrustedInputError:
+        parsed, data = None, None
+    if not isinstance(parsed, dict) or parsed.get("message_type") != "set_task" or not isinstance(data, dict):
+        raise StreamRefused("VALIDATION_ERROR", 'the first message must be {"message_type": "set_task", '
+                                                '"data": <task>}')
+    return raw, data
+
+
+async def _worker_of(store, session_id: str) -> str:
+    """The worker endpoint once the session's worker is ready (a claimed pool worker: at once)."""
+    deadline = time.monotonic() + WORKER_WAIT_SECONDS
+    while True:
+        session = store.cache.get(session_id)
+        if session is not None and (endpoint := worker_endpoint(session)):
+            return endpoint
+        if time.monotonic() > deadline:
+            raise StreamRefused("WORKER_NOT_READY", "the translation worker did not start in time; retry")
+        await asyncio.sleep(0.1)
+
+
+async def speech_to_speech(request: web.Request) -> web.StreamResponse:
+    key = request.query.get("token", "")
+    client = await request.app["clients"].authenticate_key(key, request.remote or "") if key else None
+    if client is None:
+        raise ApiError(401, "unauthorized", "a valid API key is required as ?token=")
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "websocket_required", "this endpoint speaks WebSocket only")
+    await ws.prepare(request)
+    store = request.app["store"]
+    session_id = None
+    try:
+        raw, task = await _first_set_task(ws)
+        try:
+            summary, tokens = await store.create_for(client, _session_spec(task))
+        except ApiError as exc:
+            raise StreamRefused(exc.code.upper(), exc.message) from None
+        session_id = summary["session_id"]
+        endpoint = await _worker_of(store, session_id)
+        http: aiohttp.ClientSession = request.app["http"]
+        try:
+            upstream = await http.ws_connect(f"ws://{endpoint}{r.WORKER_CONTROL_PATH}",
+                                             params={"token": tokens["publisher"][0], "api": "stream"},
+                                             heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES)
+        except (aiohttp.ClientError, OSError):
+            raise StreamRefused("WORKER_UNREACHABLE", "could not reach the translation worker; retry") from None
+        try:
+            await upstream.send_str(raw)
+            tasks = [asyncio.ensure_future(pump(ws, upstream)), asyncio.ensure_future(pump(upstream, ws))]
+            _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+        finally:
+            await upstream.close()
+    except StreamRefused as refused:
+        if not ws.closed:
+            await ws.send_json({"message_type": "error", "data": {"code": refused.code, "desc": refused.desc}})
+    finally:
+        await ws.close()
+        if session_id is not None:
+            await store.delete(session_id)
+            log.info("client %s: stream of session %s ended; session deleted", client.client_id, session_id)
+    return ws
