@@ -2,7 +2,7 @@
 `.venv-palabra2`) against a Lingo facade. The only change an app makes is where it connects: one
 more entry in the SDK's region table. Prints one JSON line with what the SDK saw.
 
-python tests/palabra2_sdk_run.py --facade URL --api-key-file F --scenario translate|pause|wrong-key
+python tests/palabra2_sdk_run.py --facade URL --api-key-file F --scenario translate|pause|speak|interrupt|wrong-key
                                  [--pcm IN.pcm (s16le, 24 kHz, mono)]
 """
 
@@ -12,6 +12,7 @@ import argparse
 import array
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import palabra_ai.client
@@ -70,11 +71,59 @@ async def pause_and_resume(palabra: Palabra) -> dict:
     return {"statuses": statuses}
 
 
+async def speak(palabra: Palabra) -> dict:
+    """speak() as is on a target's track, and translated from the source language."""
+    seen: dict = {"queued": [], "transcripts": {}, "audio_bytes": {}, "last_chunk": []}
+    async with palabra.translation("en", "es") as stream:
+        await stream.speak("Buenos días a todos.", "es")
+        await stream.speak("Thank you for coming.", "en", translate=True)
+        deadline = time.monotonic() + 60
+        while len(seen["last_chunk"]) < 2 and time.monotonic() < deadline:
+            event = await stream.receive(timeout=60)
+            if isinstance(event, TaskStatus) and event.command == "tts_task":
+                seen["queued"].append([event.event, event.transcription_id])
+            elif isinstance(event, Transcript) and event.id.startswith("tts-"):
+                seen["transcripts"][event.id] = [event.type, event.language, event.text]
+            elif isinstance(event, Audio) and event.id:
+                seen["audio_bytes"][event.id] = seen["audio_bytes"].get(event.id, 0) + len(event.pcm)
+                if event.last_chunk:
+                    seen["last_chunk"].append(event.id)
+    return seen
+
+
+async def interrupt(palabra: Palabra) -> dict:
+    """A long speak(), interrupted once its speech is playing: its audio stops."""
+    text = ("Esta es una frase larga para comprobar que la interrupción corta la voz. " * 4).strip()
+    seen: dict = {"before": 0, "after": 0, "last_chunk": False}
+    async with palabra.translation("en", "es") as stream:
+        await stream.speak(text, "es")
+        interrupted_at = None
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            try:
+                event = await stream.receive(timeout=1)
+            except asyncio.TimeoutError:
+                if interrupted_at is not None and time.monotonic() - interrupted_at > 3:
+                    break
+                continue
+            if not isinstance(event, Audio):
+                continue
+            seen["last_chunk"] |= event.last_chunk
+            if interrupted_at is None:
+                seen["before"] += len(event.pcm)
+                if seen["before"] >= 24000 * 2:  # a second of it heard
+                    await stream.interrupt(["es"])
+                    interrupted_at = time.monotonic()
+            elif time.monotonic() - interrupted_at > 0.5:  # what was on its way when it was asked
+                seen["after"] += len(event.pcm)
+    return seen
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--facade", required=True)
     parser.add_argument("--api-key-file", required=True, type=Path)
-    parser.add_argument("--scenario", required=True, choices=["translate", "pause", "wrong-key"])
+    parser.add_argument("--scenario", required=True, choices=["translate", "pause", "speak", "interrupt", "wrong-key"])
     parser.add_argument("--pcm", type=Path)
     args = parser.parse_args()
     point_at(args.facade)
@@ -85,6 +134,10 @@ async def main() -> None:
             report.update(await translate(Palabra(api_key=key, region="lingo"), args.pcm.read_bytes()))
         elif args.scenario == "pause":
             report.update(await pause_and_resume(Palabra(api_key=key, region="lingo")))
+        elif args.scenario == "speak":
+            report.update(await speak(Palabra(api_key=key, region="lingo")))
+        elif args.scenario == "interrupt":
+            report.update(await interrupt(Palabra(api_key=key, region="lingo")))
         else:
             async with Palabra(api_key=key[:-4] + "AAAA", region="lingo").translation("en", "es"):
                 pass

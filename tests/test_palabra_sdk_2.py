@@ -117,6 +117,28 @@ async def test_pause_and_resume_are_acknowledged(keyed_client, warm_pool, facade
     await no_sessions_left(facade, client)
 
 
+async def test_speak_says_text_as_is_and_translated(keyed_client, warm_pool, facade, tmp_path):
+    client, key = keyed_client
+    report = run_sdk(facade, key.key, tmp_path, "speak")
+    assert report["ok"], report
+    ids = [transcription_id for event, transcription_id in report["queued"]]
+    assert [event for event, _ in report["queued"]] == ["queued", "queued"] and len(set(ids)) == 2, report
+    assert sorted(report["last_chunk"]) == sorted(ids), report  # each was spoken to its end
+    assert all(report["audio_bytes"][i] > 24000 for i in ids), report  # more than half a second each
+    as_is, translated = (report["transcripts"][i] for i in ids)
+    assert as_is == ["translated_transcription", "es", "Buenos días a todos."], as_is
+    assert translated[:2] == ["translated_transcription", "es"] and "gracias" in translated[2].lower(), translated
+    await no_sessions_left(facade, client)
+
+
+async def test_interrupt_stops_the_speech_on_the_air(keyed_client, warm_pool, facade, tmp_path):
+    client, key = keyed_client
+    report = run_sdk(facade, key.key, tmp_path, "interrupt")
+    assert report["ok"], report
+    assert report["before"] >= 48000 and report["after"] == 0 and not report["last_chunk"], report
+    await no_sessions_left(facade, client)
+
+
 async def test_a_wrong_key_is_refused_with_the_sdks_error(keyed_client, facade, tmp_path):
     _, key = keyed_client
     report = run_sdk(facade, key.key, tmp_path, "wrong-key")

@@ -72,6 +72,9 @@ def client_tokens_from_secret(data: dict[str, str]) -> dict[str, list[str]]:
 
 WORKER_PORT = 8080
 WORKER_CONTROL_PATH = "/control"
+# The largest control message, in both relays and the worker: 320 ms of 48 kHz stereo pcm_s16le
+# (Palabra's largest input chunk) is 61 KB, 82 KB as base64 in input_audio_data.
+CONTROL_MESSAGE_MAX_BYTES = 256 * 1024
 
 
 def tokens_secret_name(session_name: str) -> str:

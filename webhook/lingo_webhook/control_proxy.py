@@ -36,7 +36,6 @@ log = logging.getLogger("lingo.webhook")
 
 AUTH_TIMEOUT_SECONDS = 10
 WORKER_WAIT_SECONDS = 30
-MAX_MESSAGE_BYTES = 64 * 1024
 # What the worker says for a token it did not issue; the relay says the same for every refusal.
 UNAUTHORIZED = "token was not issued for this session"
 
@@ -141,7 +140,7 @@ async def pump(source, sink) -> None:
 
 
 async def proxy_control(request: web.Request, session_id: str) -> web.StreamResponse:
-    client = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES)
+    client = web.WebSocketResponse(heartbeat=30, max_msg_size=r.CONTROL_MESSAGE_MAX_BYTES)
     if not client.can_prepare(request).ok:
         raise ApiError(400, "websocket_required", "the control URL speaks WebSocket only")
     await client.prepare(request)
@@ -175,7 +174,7 @@ async def proxy_control(request: web.Request, session_id: str) -> web.StreamResp
     http: aiohttp.ClientSession = request.app["http"]
     try:
         upstream = await http.ws_connect(f"ws://{endpoint}{r.WORKER_CONTROL_PATH}", params=query, heartbeat=30,
-                                         max_msg_size=MAX_MESSAGE_BYTES)
+                                         max_msg_size=r.CONTROL_MESSAGE_MAX_BYTES)
     except (aiohttp.ClientError, OSError):
         await _send_error(client, "WORKER_UNREACHABLE", "could not reach the session's translation worker", 1011)
         return client

@@ -34,8 +34,6 @@ log = logging.getLogger("lingo.webhook")
 
 SPEECH_TO_SPEECH_PATH = "/streaming-api/{random_hash}/v1/speech-to-speech/stream"
 FIRST_MESSAGE_SECONDS = 10
-# 320 ms of 48 kHz stereo pcm_s16le is 61 KB, 82 KB in base64: room for the largest chunk Palabra allows.
-MAX_MESSAGE_BYTES = 256 * 1024
 
 
 class StreamRefused(Exception):
@@ -104,7 +102,7 @@ async def speech_to_speech(request: web.Request) -> web.StreamResponse:
     client = await request.app["clients"].authenticate_key(key, request.remote or "") if key else None
     if client is None:
         raise ApiError(401, "unauthorized", "a valid API key is required as ?token=")
-    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES)
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=r.CONTROL_MESSAGE_MAX_BYTES)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "websocket_required", "this endpoint speaks WebSocket only")
     await ws.prepare(request)
@@ -122,7 +120,7 @@ async def speech_to_speech(request: web.Request) -> web.StreamResponse:
         try:
             upstream = await http.ws_connect(f"ws://{endpoint}{r.WORKER_CONTROL_PATH}",
                                              params={"token": tokens["publisher"][0], "api": "stream"},
-                                             heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES)
+                                             heartbeat=30, max_msg_size=r.CONTROL_MESSAGE_MAX_BYTES)
         except (aiohttp.ClientError, OSError):
             raise StreamRefused("WORKER_UNREACHABLE", "could not reach the translation worker; retry") from None
         try:

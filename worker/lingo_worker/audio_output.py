@@ -69,6 +69,7 @@ class TranslatedTrack:
         self._queue: deque[QueuedSpeech] = deque()
         self._more = asyncio.Event()
         self._playing_left_ms = 0.0  # of the unit on the air
+        self._cut = False  # interrupt(): stop the unit on the air at its next frame
         self._idle = asyncio.Event()
         self._idle.set()
         self._player = asyncio.create_task(self._play(), name=f"playout-{language}")
@@ -97,6 +98,13 @@ class TranslatedTrack:
             dropped.append(queued)
         return dropped
 
+    def interrupt(self) -> list[QueuedSpeech]:
+        """Palabra's interrupt_task: the unit on the air stops now and the waiting ones are dropped."""
+        dropped = self.drop_oldest(float("inf"))
+        self._cut = True
+        self.source.clear_queue()
+        return dropped
+
     async def drained(self) -> None:
         """Returns once everything queued has played."""
         await self._idle.wait()
@@ -111,6 +119,7 @@ class TranslatedTrack:
                 continue
             queued = self._queue.popleft()
             self._playing_left_ms = queued.milliseconds
+            self._cut = False
             await self._play_one(queued)
             self._playing_left_ms = 0.0
 
@@ -120,6 +129,8 @@ class TranslatedTrack:
         frames = max(1, -(-len(pcm) // FRAME_SAMPLES))
         source_per_frame = queued.rate / 100
         for index in range(frames):
+            if self._cut:
+                break
             chunk = pcm[index * FRAME_SAMPLES:(index + 1) * FRAME_SAMPLES]
             if len(chunk) < FRAME_SAMPLES:
                 chunk = np.pad(chunk, (0, FRAME_SAMPLES - len(chunk)))

@@ -7,8 +7,9 @@ message); in the room, LiveKit has already authenticated the sender, whose ident
 the token issued for it. Then:
   get_task (read) · set_task (write for languages or audio over the WebSocket, edit for options
   only) · pause_task / resume_task / end_task / flush_task (write) · input_audio_data and eos
-  (write, a WebSocket whose set_task chose `input_stream.source.type = "ws"`).
-The worker sends current_task, partial/validated/translated_transcription,
+  (write, a WebSocket whose set_task chose `input_stream.source.type = "ws"`) · tts_task and
+  interrupt_task (write).
+The worker sends current_task, task_status (tts_task's `queued`), partial/validated/translated_transcription,
 partial_translated_transcription (when the task asks), pipeline_timings, tts_buffer_stats,
 output_audio_data (WebSocket clients that asked for it, as the track plays it), warning, eos and
 error `{"code", "desc"}`.
@@ -28,6 +29,7 @@ import binascii
 import hmac
 import json
 import logging
+import secrets
 import zlib
 from typing import Protocol
 
@@ -36,6 +38,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from lingo_api import resources as r
 from lingo_api.session_tokens import ControlGrant, InvalidToken, Permission, read_control_grant
 from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
 
@@ -51,7 +54,7 @@ from .task import TaskState, TranslationTask
 log = logging.getLogger("lingo.worker")
 
 AUTH_TIMEOUT_SECONDS = 10
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_TTS_CHARS = 1024  # Palabra's limit on a tts_task's text
 INVALID_TOKEN = "token was not issued for this session"
 MAX_READY_WAIT_SECONDS = 60
 MAX_READY_WAITERS = 4  # the operator holds one; the port is not for crowds
@@ -81,6 +84,10 @@ class TaskController(Protocol):
     def flush(self) -> None: ...
 
     async def drained(self) -> None: ...
+
+    async def speak(self, text: str, language: str, translate: bool, transcription_id: str) -> None: ...
+
+    def interrupt(self, languages: list[str] | None) -> None: ...
 
     async def publish_data(self, payload: bytes, identity: str | None = None) -> None: ...
 
@@ -191,7 +198,7 @@ class ControlHub:
     # -- the WebSocket -----------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES)
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=r.CONTROL_MESSAGE_MAX_BYTES)
         await ws.prepare(request)
         stream_api = request.query.get("api") == "stream"
         grant = await self._authenticate(ws, request.query.get("token"), announce=not stream_api)
@@ -277,6 +284,7 @@ class ControlHub:
             "get_task": self._get_task, "set_task": self._set_task, "pause_task": self._change_state,
             "resume_task": self._change_state, "end_task": self._change_state,
             "input_audio_data": self._input_audio, "eos": self._end_of_stream, "flush_task": self._flush,
+            "tts_task": self._tts_task, "interrupt_task": self._interrupt,
         }.get(message_type)
         if message_type == "authenticate":
             await peer.send("error", protocol.error("ALREADY_AUTHENTICATED", "this connection is already authenticated"))
@@ -383,6 +391,46 @@ class ControlHub:
         for client in self.clients:
             if client.speaker is not None:
                 client.speaker.flush()
+
+    async def _tts_task(self, peer: Peer, _type: str, data: dict) -> None:
+        """Palabra's tts_task {text, language, translate_text}: acknowledged at once with
+        task_status `queued` and the transcription_id its transcript and audio will carry."""
+        if not await self._require(peer, Permission.WRITE):
+            return
+        text, language, translate = data.get("text"), data.get("language"), data.get("translate_text", False)
+        task = self.controller.task
+        if not isinstance(text, str) or not 0 < len(text.strip()) <= MAX_TTS_CHARS:
+            problem = f"text must be a string of 1 to {MAX_TTS_CHARS} characters"
+        elif not isinstance(translate, bool):
+            problem = "translate_text must be true or false"
+        elif translate and language != task.source_language:
+            problem = f"with translate_text, language must be the task's source language ({task.source_language})"
+        elif not translate and language not in task.target_languages:
+            problem = f"language must be one of the task's target languages ({', '.join(task.target_languages)})"
+        else:
+            problem = None
+        if problem:
+            await peer.send("error", protocol.error("VALIDATION_ERROR", problem))
+            return
+        transcription_id = f"tts-{secrets.token_hex(8)}"
+        await peer.send("task_status", {**protocol.task_status("tts_task", "queued", task.state.value),
+                                         "transcription_id": transcription_id})
+        self.background.spawn(self.controller.speak(text, language, translate, transcription_id), "tts-task")
+
+    async def _interrupt(self, peer: Peer, _type: str, data: dict) -> None:
+        """Palabra's interrupt_task {languages: [...] | ["global"], pause_task}: the translation's
+        speech stops now on those tracks; with pause_task the task pauses too."""
+        if not await self._require(peer, Permission.WRITE):
+            return
+        languages = data.get("languages", ["global"])
+        if not isinstance(languages, list) or not all(isinstance(language, str) for language in languages):
+            await peer.send("error", protocol.error("VALIDATION_ERROR", 'languages must be a list like ["es"] or ["global"]'))
+            return
+        self.controller.interrupt(None if "global" in languages else languages)
+        if data.get("pause_task") is True and self.controller.task.state == TaskState.RUNNING:
+            await self.controller.set_state(TaskState.PAUSED)
+            await peer.send("task_status", protocol.task_status("interrupt_task", "paused", TaskState.PAUSED.value))
+            await self.broadcast("current_task", self.current_task())
 
     async def _end_of_stream(self, peer: Peer, _type: str, _data: dict) -> None:
         """The client's audio has ended: translate what is left, let it play out, then answer eos."""

@@ -214,6 +214,31 @@ class TranslationPipeline:
         return protocol.tts_buffer_stats({language: (round(track.queued_ms()), maximum)
                                           for language, track in self.tracks.items()})
 
+    async def speak(self, text: str, language: str, translate: bool, transcription_id: str) -> None:
+        """Palabra's tts_task: `text` spoken as a unit of its own on `language`'s track, or, with
+        `translate`, translated from `language` into every target and spoken on each."""
+        task = self.task
+        if translate:
+            said = {target: text if target == language else await asyncio.to_thread(
+                self.engines.translator.translate, text, language, target) for target in task.target_languages}
+        else:
+            said = {language: text}
+        for target, words in said.items():
+            track = self.tracks.get(target)
+            if track is None or not words.strip():
+                continue
+            await self._emit("translated_transcription", protocol.transcription(transcription_id, target, words, 0.0, 0.0))
+            speech = await asyncio.to_thread(self.engines.synthesizer.synthesize, words, target,
+                                             task.options.voices.get(target), task.options.speech_rate)
+            track.play(speech.samples, speech.sample_rate, transcription_id)
+        await self._emit("tts_buffer_stats", self.buffer_stats())
+
+    def interrupt(self, languages: list[str] | None) -> None:
+        """Palabra's interrupt_task: the speech on the air and waiting is cut (every target if None)."""
+        for language, track in self.tracks.items():
+            if languages is None or language in languages:
+                track.interrupt()
+
     async def drained(self) -> None:
         """Returns once every track has played what it had queued, and each unit's report is out."""
         await asyncio.gather(*(track.drained() for track in list(self.tracks.values())))

@@ -184,6 +184,14 @@ class WorkerRuntime:
         if self.pipeline:
             await self.pipeline.drained()
 
+    async def speak(self, text: str, language: str, translate: bool, transcription_id: str) -> None:
+        if self.pipeline:
+            await self.pipeline.speak(text, language, translate, transcription_id)
+
+    def interrupt(self, languages: list[str] | None) -> None:
+        if self.pipeline:
+            self.pipeline.interrupt(languages)
+
     async def publish_data(self, payload: bytes, identity: str | None = None) -> None:
         """A reliable data packet to one participant, or to the whole room."""
         if not self._connected:
