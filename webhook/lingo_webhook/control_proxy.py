@@ -139,6 +139,20 @@ async def pump(source, sink) -> None:
             break
 
 
+async def relay(client, upstream) -> None:
+    """Frames both ways until either side ends; the other direction is then stopped, and a
+    write to a socket that closed meanwhile is the end of the relay, not an error."""
+    tasks = [asyncio.ensure_future(pump(client, upstream)), asyncio.ensure_future(pump(upstream, client))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception) and not isinstance(outcome, (ConnectionError, aiohttp.ClientError)):
+                log.warning("control relay ended by %s: %s", type(outcome).__name__, outcome)
+
+
 async def proxy_control(request: web.Request, session_id: str) -> web.StreamResponse:
     client = web.WebSocketResponse(heartbeat=30, max_msg_size=r.CONTROL_MESSAGE_MAX_BYTES)
     if not client.can_prepare(request).ok:
@@ -179,10 +193,7 @@ async def proxy_control(request: web.Request, session_id: str) -> web.StreamResp
         await _send_error(client, "WORKER_UNREACHABLE", "could not reach the session's translation worker", 1011)
         return client
     try:
-        tasks = [asyncio.ensure_future(pump(client, upstream)), asyncio.ensure_future(pump(upstream, client))]
-        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
+        await relay(client, upstream)
     finally:
         await upstream.close()
         await client.close()

@@ -27,7 +27,8 @@ from lingo_api import resources as r
 from lingo_api.session_spec import SessionSpec
 from lingo_api.untrusted import UntrustedInputError, parse_json
 
-from .control_proxy import WORKER_WAIT_SECONDS, pump, worker_endpoint
+from .client_address import peer_of
+from .control_proxy import WORKER_WAIT_SECONDS, relay, worker_endpoint
 from .errors import ApiError
 
 log = logging.getLogger("lingo.webhook")
@@ -97,9 +98,17 @@ async def _worker_of(store, session_id: str) -> str:
         await asyncio.sleep(0.1)
 
 
+async def _refuse(ws: web.WebSocketResponse, code: str, desc: str) -> None:
+    if not ws.closed:
+        try:
+            await ws.send_json({"message_type": "error", "data": {"code": code, "desc": desc}})
+        except (ConnectionError, RuntimeError):
+            pass
+
+
 async def speech_to_speech(request: web.Request) -> web.StreamResponse:
     key = request.query.get("token", "")
-    client = await request.app["clients"].authenticate_key(key, request.remote or "") if key else None
+    client = await request.app["clients"].authenticate_key(key, peer_of(request)) if key else None
     if client is None:
         raise ApiError(401, "unauthorized", "a valid API key is required as ?token=")
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=r.CONTROL_MESSAGE_MAX_BYTES)
@@ -125,15 +134,16 @@ async def speech_to_speech(request: web.Request) -> web.StreamResponse:
             raise StreamRefused("WORKER_UNREACHABLE", "could not reach the translation worker; retry") from None
         try:
             await upstream.send_str(raw)
-            tasks = [asyncio.ensure_future(pump(ws, upstream)), asyncio.ensure_future(pump(upstream, ws))]
-            _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
+            await relay(ws, upstream)
+        except (ConnectionError, aiohttp.ClientError):
+            raise StreamRefused("WORKER_UNREACHABLE", "the translation worker closed the stream; retry") from None
         finally:
             await upstream.close()
     except StreamRefused as refused:
-        if not ws.closed:
-            await ws.send_json({"message_type": "error", "data": {"code": refused.code, "desc": refused.desc}})
+        await _refuse(ws, refused.code, refused.desc)
+    except Exception as exc:  # said to the client and logged with its reason, never a silent close
+        log.error("client %s: stream failed: %s: %s", client.client_id, type(exc).__name__, exc)
+        await _refuse(ws, "INTERNAL_ERROR", "the stream failed on the server; retry")
     finally:
         await ws.close()
         if session_id is not None:

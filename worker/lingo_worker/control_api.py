@@ -49,6 +49,7 @@ from .background import BackgroundTasks
 from .early_data import EarlyData
 from .engines.base import ASR_SAMPLE_RATE
 from .protocol import StreamSettings, TaskMessageError
+from .stream_pace import MESSAGES as PACE_MESSAGES, REFUSED as PACE_REFUSED, TOO_FAST, StreamPace
 from .task import TaskState, TranslationTask
 
 log = logging.getLogger("lingo.worker")
@@ -141,6 +142,8 @@ class WebSocketPeer(Peer):
         self.ws = ws
         self.stream_api = stream_api  # Palabra's 2.x streaming API (see the module's docstring)
         self.task_started = False
+        self.pace: StreamPace | None = None  # of the audio it sends, from its first chunk
+        self.pace_watch: asyncio.Task | None = None
 
     async def send(self, message_type: str, data: dict) -> None:
         await self.ws.send_str(json.dumps({"message_type": message_type, "data": data}))
@@ -219,6 +222,8 @@ class ControlHub:
         finally:
             self.clients.discard(peer)
             metrics.CONTROL_CLIENTS.dec()
+            if peer.pace_watch is not None:
+                peer.pace_watch.cancel()
             if peer.speaker is not None:  # translate what was said before the client left
                 self.background.spawn(peer.speaker.close(), "last-words-websocket")
         return ws
@@ -292,7 +297,14 @@ class ControlHub:
             await peer.send("error", protocol.error("UNKNOWN_MESSAGE_TYPE",
                                                     f"unknown message_type '{str(message_type)[:40]}'"))
         else:
-            await handler(peer, message_type, data)
+            try:
+                await handler(peer, message_type, data)
+            except Exception as exc:  # the client hears of it and the connection stays; never a dead socket
+                log.error("%s from %s failed: %s: %s", message_type, peer.grant.identity, type(exc).__name__, exc)
+                try:
+                    await peer.send("error", protocol.error("INTERNAL_ERROR", f"{message_type} failed on the worker"))
+                except Exception:
+                    pass
 
     async def _require(self, peer: Peer, permission: Permission) -> bool:
         if peer.grant.allows(permission):
@@ -377,7 +389,32 @@ class ControlHub:
         if channels == 2:
             pcm = pcm[: len(pcm) // 2 * 2].reshape(-1, 2).mean(axis=1)
         samples = resample(pcm.astype(np.float32) / 32768.0, peer.streams.input_rate, ASR_SAMPLE_RATE)
+        if isinstance(peer, WebSocketPeer) and not await self._keep_pace(peer, len(samples) / ASR_SAMPLE_RATE):
+            return
         await peer.speaker.feed(samples)
+
+    async def _keep_pace(self, peer: WebSocketPeer, seconds: float) -> bool:
+        """Palabra's AUDIO_STREAM_* warnings (worker/lingo_worker/stream_pace.py); False when the
+        chunk is too far ahead of real time and is dropped."""
+        if peer.pace is None:
+            peer.pace = StreamPace()
+            peer.pace_watch = self.background.spawn(self._watch_for_stall(peer), "audio-stall-watch")
+        if peer.pace.refuses(seconds):
+            if peer.pace.refused_notice():
+                await peer.send("error", protocol.error(TOO_FAST, PACE_REFUSED))
+            return False
+        if code := peer.pace.audio(seconds):
+            await peer.send("warning", protocol.warning(code, PACE_MESSAGES[code]))
+        return True
+
+    async def _watch_for_stall(self, peer: WebSocketPeer) -> None:
+        while not peer.ws.closed and peer.speaker is not None:
+            await asyncio.sleep(1.0)
+            if (code := peer.pace.check_stalled()) and self.controller.task.state == TaskState.RUNNING:
+                try:
+                    await peer.send("warning", protocol.warning(code, PACE_MESSAGES[code]))
+                except (ConnectionError, RuntimeError):  # the client went away meanwhile
+                    return
 
     async def _flush(self, peer: Peer, _type: str, _data: dict) -> None:
         """Palabra's flush_task: the unit in progress is translated now, without waiting for the

@@ -17,6 +17,7 @@ from lingo_api.session_tokens import Role
 
 from .engines.base import ASR_SAMPLE_RATE
 from .engines.registry import Engines, build_engines
+from . import protocol
 from .background import BackgroundTasks
 from .captions import publish_caption
 from .control_api import WEBSOCKET_SPEAKER_PREFIX
@@ -95,6 +96,7 @@ class WorkerRuntime:
         self.background = BackgroundTasks()  # awaited when the worker exits (worker/lingo_worker/__main__.py)
         self._speakers: dict[str, SpeakerStream] = {}
         self._publications: dict[str, str] = {}  # language -> track sid
+        self._publishing = asyncio.Lock()  # _publish_tracks runs one at a time
         self._source_tracks: dict[str, str] = {}  # publisher identity -> its audio track's sid
         self._connected = False
         self._closing = False
@@ -281,22 +283,26 @@ class WorkerRuntime:
         problems = self.engines.check_languages(self.task.source_language, self.task.target_languages)
         if problems:
             log.warning("initial task cannot run as configured: %s", "; ".join(problems))
-            await self.emit("error", {"code": "unsupported_task", "message": "; ".join(problems)})
+            await self.emit("error", protocol.error("UNSUPPORTED_TASK", "; ".join(problems)))
         else:
             await self.pipeline.ensure_tracks()
 
     async def _publish_tracks(self, languages: list[str]) -> None:
-        if not self._connected:
-            return
-        for language in set(self._publications) - set(languages):
-            await self.room.local_participant.unpublish_track(self._publications.pop(language))
-        for language in languages:
-            if language not in self._publications:
-                publication = await self.room.local_participant.publish_track(
-                    self.pipeline.tracks[language].track,
-                    rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
-                )
-                self._publications[language] = publication.sid
+        # One at a time: the first task's tracks are published after the join while a client's
+        # set_task may already be publishing them (a pool worker gets both at its claim), and a
+        # track published twice is a PublishTrackError.
+        async with self._publishing:
+            if not self._connected:
+                return
+            for language in set(self._publications) - set(languages):
+                await self.room.local_participant.unpublish_track(self._publications.pop(language))
+            for language in languages:
+                if language not in self._publications and language in self.pipeline.tracks:
+                    publication = await self.room.local_participant.publish_track(
+                        self.pipeline.tracks[language].track,
+                        rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
+                    )
+                    self._publications[language] = publication.sid
 
     def _on_track_subscribed(self, track: rtc.Track, publication, participant: rtc.RemoteParticipant) -> None:
         if track.kind != rtc.TrackKind.KIND_AUDIO or not participant.identity.startswith(Role.PUBLISHER.value):
