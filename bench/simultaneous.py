@@ -277,8 +277,8 @@ async def one_talk(facade: str, headers: dict, talk: Talk, target: str, transpor
         endpoint = worker_endpoint(session["session_id"])
         usage = WorkerUsage(worker_pid(endpoint) if endpoint else None)
         received, done = Received(), asyncio.Event()
-        token = session["publisher"][0] if transport == "ws" else session["subscriber"][0]
-        ws = await http.ws_connect(session["control_url"], params={"token": token}, max_msg_size=0)
+        # The publisher's token: it sends the audio in ws mode, and task options are a publisher's to set.
+        ws = await http.ws_connect(session["control_url"], params={"token": session["publisher"][0]}, max_msg_size=0)
         collector = asyncio.create_task(collect(ws, received, done))
         usage.start()
         if transport == "ws":

@@ -2,7 +2,7 @@
 `.venv-palabra2`) against a Lingo facade. The only change an app makes is where it connects: one
 more entry in the SDK's region table. Prints one JSON line with what the SDK saw.
 
-python tests/palabra2_sdk_run.py --facade URL --api-key-file F --scenario translate|pause|speak|interrupt|wrong-key
+python tests/palabra2_sdk_run.py --facade URL --api-key-file F --scenario translate|pause|speak|interrupt|pace|wrong-key
                                  [--pcm IN.pcm (s16le, 24 kHz, mono)]
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import palabra_ai.client
 from palabra_ai import Palabra
 from palabra_ai.client import Region
-from palabra_ai.events import Audio, ServerError, StreamEnd, TaskStatus, Transcript
+from palabra_ai.events import Audio, ServerError, ServerWarning, StreamEnd, TaskStatus, Transcript
 from palabra_ai.exc import PalabraError
 
 
@@ -119,11 +119,27 @@ async def interrupt(palabra: Palabra) -> dict:
     return seen
 
 
+async def pace(palabra: Palabra, pcm: bytes) -> dict:
+    """Audio sent all at once, then none: the stream's pace warnings."""
+    codes: list[str] = []
+    async with palabra.translation("en", "es") as stream:
+        await stream.send_pcm(pcm, realtime=False)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "AUDIO_STREAM_STALLED" not in codes:
+            try:
+                event = await stream.receive(timeout=1)
+            except asyncio.TimeoutError:
+                continue
+            if isinstance(event, ServerWarning):
+                codes.append(event.code)
+    return {"warnings": codes}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--facade", required=True)
     parser.add_argument("--api-key-file", required=True, type=Path)
-    parser.add_argument("--scenario", required=True, choices=["translate", "pause", "speak", "interrupt", "wrong-key"])
+    parser.add_argument("--scenario", required=True, choices=["translate", "pause", "speak", "interrupt", "pace", "wrong-key"])
     parser.add_argument("--pcm", type=Path)
     args = parser.parse_args()
     point_at(args.facade)
@@ -136,6 +152,8 @@ async def main() -> None:
             report.update(await pause_and_resume(Palabra(api_key=key, region="lingo")))
         elif args.scenario == "speak":
             report.update(await speak(Palabra(api_key=key, region="lingo")))
+        elif args.scenario == "pace":
+            report.update(await pace(Palabra(api_key=key, region="lingo"), args.pcm.read_bytes()))
         elif args.scenario == "interrupt":
             report.update(await interrupt(Palabra(api_key=key, region="lingo")))
         else:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import wave
 from pathlib import Path
 
 import aiohttp
@@ -85,14 +84,18 @@ async def no_sessions_left(facade: str, client: tuple[str, str]) -> None:
         await eventually(deleted, timeout=30, what="the stream's session to be deleted")
 
 
-async def test_a_stream_translates_speech_and_ends_with_end_of_stream(keyed_client, warm_pool, facade, tmp_path):
-    client, key = keyed_client
+def speech_pcm(tmp_path: Path) -> Path:
+    """The test sentence as the SDK's default input: pcm_s16le, 24 kHz, mono, a second of silence after."""
     samples, rate = speech_wav(tmp_path, SENTENCE)
     at_24k = np.clip(resample(samples.astype(np.float32), rate, 24000), -32768, 32767).astype("<i2")
     pcm = tmp_path / "speech-24k.pcm"
-    pcm.write_bytes(np.concatenate([at_24k, np.zeros(24000, dtype="<i2")]).tobytes())  # a second of silence after
+    pcm.write_bytes(np.concatenate([at_24k, np.zeros(24000, dtype="<i2")]).tobytes())
+    return pcm
 
-    report = run_sdk(facade, key.key, tmp_path, "translate", pcm)
+
+async def test_a_stream_translates_speech_and_ends_with_end_of_stream(keyed_client, warm_pool, facade, tmp_path):
+    client, key = keyed_client
+    report = run_sdk(facade, key.key, tmp_path, "translate", speech_pcm(tmp_path))
     print(f"\npalabra-ai 2.2.1 stream: {json.dumps(report)[:600]}")
     assert report["ok"], report
     assert report["statuses"][0] == ["set_task", "started", "running"], report["statuses"]
@@ -136,6 +139,14 @@ async def test_interrupt_stops_the_speech_on_the_air(keyed_client, warm_pool, fa
     report = run_sdk(facade, key.key, tmp_path, "interrupt")
     assert report["ok"], report
     assert report["before"] >= 48000 and report["after"] == 0 and not report["last_chunk"], report
+    await no_sessions_left(facade, client)
+
+
+async def test_audio_sent_too_fast_then_not_at_all_is_warned_about(keyed_client, warm_pool, facade, tmp_path):
+    client, key = keyed_client
+    report = run_sdk(facade, key.key, tmp_path, "pace", speech_pcm(tmp_path))
+    assert report["ok"], report
+    assert report["warnings"] == ["AUDIO_STREAM_TOO_FAST", "AUDIO_STREAM_STALLED"], report
     await no_sessions_left(facade, client)
 
 

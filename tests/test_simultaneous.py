@@ -98,10 +98,10 @@ async def test_a_continuous_talk_is_translated_while_it_goes_on(kube, worker_nam
     speaker_identity = identity_of(tokens["publisher"][0])
     listener, captions = await caption_listener(status["streamUrl"], tokens["subscriber"][0])
     async with aiohttp.ClientSession() as http, http.ws_connect(
-            status["controlUrl"], params={"token": tokens["subscriber"][1]}) as ws:
+            status["controlUrl"], params={"token": tokens["publisher"][0]}) as ws:
         control = ControlClient(ws)
         await control.next("current_task")
-        # options are the subscriber's to edit
+        # the backlog's bound is the session's: a publisher's to set (a listener may ask for partials only)
         await control.send("set_task", {"options": {"translate_partials": True, "max_queue_ms": MAX_QUEUE_MS}})
         task = await control.next("current_task", where=lambda d: d["revision"] > 0)
         assert task["options"]["interpretation"] == "simultaneous"

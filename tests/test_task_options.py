@@ -8,10 +8,15 @@ from lingo_worker.task import (CONSECUTIVE_UNIT_SECONDS, SIMULTANEOUS_UNIT_SECON
                                TranslationTask)
 
 
-def test_languages_need_write_and_options_only_edit():
+def test_languages_and_session_wide_options_need_write_captions_only_edit():
     assert TaskUpdate(target_languages=["ca"]).required_permission() is Permission.WRITE
     assert TaskUpdate(source_language="en").required_permission() is Permission.WRITE
-    assert TaskUpdate(options={"speech_rate": 200}).required_permission() is Permission.EDIT
+    # what issue 24's listener sent to switch the translation off for everyone
+    for option in ({"vad_threshold": 0.95}, {"asr_engine": "pocketsphinx"}, {"min_silence_ms": 3000},
+                   {"speech_rate": 400}, {"voices": {"es": "x"}}, {"max_queue_ms": 1000}, {"interpretation": "consecutive"}):
+        assert TaskUpdate(options=option).required_permission() is Permission.WRITE, option
+    assert TaskUpdate(options={"translate_partials": True, "partial_interval_ms": 1000}).required_permission() \
+        is Permission.EDIT
 
 
 def test_option_updates_merge_and_revalidate():

@@ -95,18 +95,21 @@ async def test_control_api_enforces_token_permissions(ready_session):
             for action in ("pause_task", "end_task"):
                 await sub.send(action)
                 assert (await sub.next("error"))["code"] == "FORBIDDEN"
+            # Options that change what everyone hears are a publisher's (issue 24); captions are the listener's.
             await sub.send("set_task", {"options": {"vad_threshold": 0.6, "speech_rate": 180}})
+            assert (await sub.next("error"))["code"] == "FORBIDDEN"
+            await sub.send("set_task", {"options": {"partial_interval_ms": 800, "translate_partials": True}})
             task = await sub.next("current_task", where=lambda d: d["revision"] > 0)
-            assert task["options"]["vad_threshold"] == 0.6 and task["target_languages"] == ["es"]
+            assert task["options"]["partial_interval_ms"] == 800 and task["options"]["vad_threshold"] == 0.5
             # Malformed input gets an error and the connection stays usable.
             for raw in ("not json", "[]", '{"message_type": 5}', '{"message_type": "dance"}',
-                        '{"message_type": "set_task", "data": {"options": {"vad_threshold": 7}}}',
+                        '{"message_type": "set_task", "data": {"options": {"partial_interval_ms": -7}}}',
                         '{"message_type": "set_task", "data": {"bogus": 1}}'):
                 await ws.send_str(raw)
                 assert (await sub.next("error"))["code"] in (
                     "INVALID_MESSAGE", "UNKNOWN_MESSAGE_TYPE", "VALIDATION_ERROR")
             await sub.send("get_task")
-            assert (await sub.next("current_task"))["options"]["speech_rate"] == 180
+            assert (await sub.next("current_task"))["options"]["partial_interval_ms"] == 800
 
         async with http.ws_connect(url) as ws:  # token in the first message instead of the URL
             pub = ControlClient(ws)

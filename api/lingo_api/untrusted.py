@@ -54,3 +54,25 @@ def redact_malformed_requests() -> None:
     """aiohttp logs a request it cannot parse with the offending bytes, and those may be a
     ClientSecret header or a token; keep only the fact that one was refused."""
     logging.getLogger("aiohttp.server").addFilter(_MalformedRequestFilter())
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class PrintableFormatter(logging.Formatter):
+    """Control characters in a log message are written as \\xNN: a request path with %0a or
+    %00 in it cannot forge a log line or put NUL bytes in the log (tracebacks keep their lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", record.message)
+        return super().formatMessage(record)
+
+
+def log_to_stderr(level: str | int) -> None:
+    """The facade's and the worker's logging: one line per message, printable, requests that
+    could not be parsed redacted."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+    redact_malformed_requests()

@@ -18,7 +18,7 @@ from lingo_loopback.processes import ManagedProcess
 
 from lingo_api import resources as r
 
-from ..helpers import ACME, auth, create_session, facade_knows, read_tokens, register_client, wait_for_phase
+from ..helpers import ACME, auth, create_session, eventually, facade_knows, read_tokens, register_client, wait_for_phase
 
 SESSIONS = "/session-storage/sessions"
 
@@ -182,3 +182,33 @@ async def test_a_flood_of_wrong_secrets_does_not_starve_a_real_login(facade, kub
     assert set(statuses) <= {401, 429, 503}
     assert statuses.count(401) <= 25, "most of the flood must be refused before scrypt"
     assert newcomer_seconds < 1.5
+
+
+async def test_a_path_cannot_forge_a_log_line_or_write_nul_bytes(facade, facade_process, clean_log):
+    """Issue 24, finding 6: the access log wrote the decoded path."""
+    marker = secrets.token_hex(6)
+    status, _ = raw_request(facade, http_request("GET", f"/x%0a{marker}%20INFO%20forged%00end"))
+    assert status == 404
+
+    async def logged() -> str | None:
+        text = Path(facade_process.log_path).read_bytes().decode(errors="replace")
+        return text if marker in text else None
+
+    text = await eventually(logged, timeout=10, what="the request in the facade's log")
+    assert "\x00" not in text
+    assert not [line for line in text.splitlines() if line.startswith(marker)], "a forged line"
+    assert f"/x\\x0a{marker} INFO forged\\x00end" in text
+
+
+async def test_responses_that_carry_tokens_are_not_stored(facade, http):
+    """Issue 24, finding 7: a cache between client and facade must not keep tokens."""
+    async with http.post(SESSIONS, json={"data": {"publisher_count": 1}}, headers=auth(ACME)) as response:
+        created = await response.json()
+        assert response.status == 200 and response.headers.get("Cache-Control") == "no-store", response.headers
+    session = created["data"]["session_id"]
+    try:
+        async with http.get(f"{SESSIONS}/{session}/tokens", headers=auth(ACME)) as response:
+            assert response.status == 200 and response.headers.get("Cache-Control") == "no-store"
+    finally:
+        async with http.delete(f"{SESSIONS}/{session}", headers=auth(ACME)):
+            pass

@@ -39,7 +39,7 @@ async def test_a_deeply_nested_frame_before_authenticating_gets_an_error_not_a_t
 
 async def test_client_supplied_task_fields_are_bounded(ready_session):
     async with aiohttp.ClientSession() as http, http.ws_connect(
-            ready_session["control_url"], params={"token": ready_session["subscriber"][0]}) as ws:
+            ready_session["control_url"], params={"token": ready_session["publisher"][0]}) as ws:
         control = ControlClient(ws)
         await control.next("current_task")
         for voices in ({f"x{i}": "v" for i in range(500)},  # too many entries
@@ -50,7 +50,7 @@ async def test_client_supplied_task_fields_are_bounded(ready_session):
         await control.send("set_task", {"options": {"voices": {"es": "es+f3"}}})
         task = await control.next("current_task", where=lambda d: d["options"]["voices"])
         assert task["options"]["voices"] == {"es": "es+f3"}
-        await control.send("authenticate", {"token": "t" * 100_000})  # over the frame limit: closed, not crashed
+        await control.send("authenticate", {"token": "t" * 300_000})  # over the frame limit: closed, not crashed
         closed = await ws.receive(timeout=10)
         assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
 
@@ -62,3 +62,20 @@ async def test_a_token_longer_than_any_issued_is_refused_at_once(ready_session, 
     assert message["data"]["code"] == "UNAUTHORIZED"
     async with http_module.get(f"{SESSIONS}/{ready_session['session_id']}", headers=auth(ACME)) as response:
         assert response.status == 200  # the session is untouched
+
+
+async def test_a_listener_cannot_change_what_everyone_hears(ready_session):
+    """Issue 24, finding 1: a subscriber's set_task switched recognition off for the session."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            ready_session["control_url"], params={"token": ready_session["subscriber"][0]}) as ws:
+        control = ControlClient(ws)
+        before = await control.next("current_task")
+        await control.send("set_task", {"options": {"vad_threshold": 0.95, "asr_engine": "pocketsphinx",
+                                                    "min_silence_ms": 3000, "speech_rate": 400}})
+        assert (await control.next("error"))["code"] == "FORBIDDEN"
+        await control.send("set_task", {"pipeline": {"preprocessing": {"vad_threshold": 0.95}}})
+        assert (await control.next("error"))["code"] == "FORBIDDEN"
+        await control.send("set_task", {"options": {"translate_partials": True}})  # captions: a listener's to ask
+        task = await control.next("current_task", where=lambda d: d["options"]["translate_partials"])
+        assert {k: v for k, v in task["options"].items() if k != "translate_partials"} == \
+            {k: v for k, v in before["options"].items() if k != "translate_partials"}

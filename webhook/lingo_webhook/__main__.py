@@ -15,7 +15,7 @@ import signal
 from aiohttp import web
 
 from lingo_api.kube_client import new_api_client
-from lingo_api.untrusted import redact_malformed_requests
+from lingo_api.untrusted import log_to_stderr
 
 from .app import AccessLogger, FacadeConfig, build_app
 
@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    redact_malformed_requests()
+    log_to_stderr(args.log_level.upper())
     asyncio.run(serve(args.host, args.port))
 
 

@@ -19,6 +19,7 @@ from lingo_api.session_spec import SessionSpec
 from lingo_api.untrusted import CLIENT_ID_PATTERN, SECRET_PATTERN, UntrustedInputError, is_session_id, parse_json
 
 from . import metrics
+from .client_address import parse_networks, peer_of
 from .clients import Client, ClientRegistry
 from .console_site import add_console_routes
 from .control_proxy import IssuedTokens, proxy_control
@@ -70,6 +71,8 @@ class FacadeConfig:
     drain_seconds: float = 5.0
     # LiveKit's URL as clients dial it (the console's Content-Security-Policy allows it).
     livekit_public_url: str = ""
+    # Proxies in front of the facade whose X-Forwarded-For is believed (webhook/lingo_webhook/client_address.py).
+    trusted_proxies: tuple = ()
 
     @classmethod
     def from_env(cls) -> "FacadeConfig":
@@ -83,6 +86,7 @@ class FacadeConfig:
             replica=os.environ.get("POD_NAME") or f"{socket.gethostname()}/{os.getpid()}",
             drain_seconds=float(os.environ.get("LINGO_DRAIN_SECONDS", "5")),
             livekit_public_url=os.environ.get("LINGO_LIVEKIT_PUBLIC_URL") or os.environ.get("LIVEKIT_URL", ""),
+            trusted_proxies=parse_networks(os.environ.get("LINGO_TRUSTED_PROXIES", "")),
         )
 
 
@@ -98,7 +102,7 @@ async def authenticate(request: web.Request) -> Client:
     `Authorization: Bearer lingo_…` (webhook/lingo_webhook/api_keys.py)."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and key:
-        client = await request.app["clients"].authenticate_key(key.strip(), request.remote or "")
+        client = await request.app["clients"].authenticate_key(key.strip(), peer_of(request))
         if client is None:
             raise ApiError(401, "unauthorized", "unknown or revoked API key")
         return client
@@ -109,7 +113,7 @@ async def authenticate(request: web.Request) -> Client:
     # refused before it reaches scrypt, the cache key or a log line.
     if not CLIENT_ID_PATTERN.fullmatch(client_id) or not SECRET_PATTERN.fullmatch(secret):
         raise ApiError(401, "unauthorized", "unknown client or wrong secret")
-    client = await request.app["clients"].authenticate(client_id, secret, request.remote or "")
+    client = await request.app["clients"].authenticate(client_id, secret, peer_of(request))
     if client is None:
         raise ApiError(401, "unauthorized", "unknown client or wrong secret")
     return client

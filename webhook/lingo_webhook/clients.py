@@ -129,14 +129,14 @@ class ClientRegistry:
         now = time.monotonic()
         if client and remembered and remembered[0] == stored_hash and remembered[1] > now:
             return None if client.disabled else client
-        self.throttle.check_peer(peer)
+        self.throttle.check_peer(peer, who)
         async with self.throttle.slot(who, peer):
             # scrypt is CPU-bound (~40 ms); keep the event loop free for other requests.
             matches = await asyncio.to_thread(secret_matches, secret, stored_hash or _DECOY_HASH)
         if client is None or client.disabled or not matches:
-            self.throttle.failed(peer)
+            self.throttle.failed(peer, who)
             return None
-        self.throttle.succeeded(peer)
+        self.throttle.succeeded(peer, who)
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[fingerprint] = (stored_hash, now + self._verified_ttl)

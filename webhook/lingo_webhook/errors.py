@@ -41,7 +41,8 @@ KUBERNETES_UNAVAILABLE = ApiError(503, "kubernetes_unavailable",
 
 
 def ok_response(data: object, status: int = 200) -> web.Response:
-    return web.json_response({"ok": True, "data": data}, status=status)
+    # Answers carry tokens and per-client state: no cache between client and facade keeps them.
+    return web.json_response({"ok": True, "data": data}, status=status, headers={"Cache-Control": "no-store"})
 
 
 _HTTP_CODES = {

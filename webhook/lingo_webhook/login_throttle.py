@@ -7,8 +7,13 @@ starve the first login of a real client.
 - one peer address may have at most `max_per_peer` checks waiting or running (429 beyond), so
   one flooding address cannot fill the queue;
 - checks for one client ID run one at a time, so hammering one ID takes one slot, not all;
-- a peer address that keeps failing is refused with 429 for a while, growing from 1 s to
-  `max_block` seconds, before any scrypt runs; one success clears it.
+- an address that keeps failing for one client ID is refused for that client ID with 429 for a
+  while, growing from 1 s to `max_block` seconds, before any scrypt runs; one success clears
+  it. Keyed on the pair, so one attacker behind a shared address (an Ingress, a NAT) locks out
+  only the client it guesses at from there, not every client (issue 24). Rotating client IDs
+  buys no more guesses at any one client's secret, and the work it causes is bounded by the
+  limits above. The address is the client's behind a trusted proxy
+  (webhook/lingo_webhook/client_address.py).
 Verified (client, secret) pairs never reach this: they are answered from the registry's cache.
 """
 
@@ -45,12 +50,13 @@ class LoginThrottle:
         self._per_client: dict[str, tuple[asyncio.Lock, int]] = {}
         self._failures: dict[str, _Failures] = {}
 
-    def check_peer(self, peer: str) -> None:
-        record = self._failures.get(peer)
+    def check_peer(self, peer: str, client_id: str) -> None:
+        record = self._failures.get(_pair(peer, client_id))
         now = time.monotonic()
         if record and record.blocked_until > now:
             wait = math.ceil(record.blocked_until - now)
-            raise ApiError(429, "too_many_failed_logins", f"too many failed logins from this address; retry in {wait} s",
+            raise ApiError(429, "too_many_failed_logins",
+                           f"too many failed logins for this client from this address; retry in {wait} s",
                            headers={"Retry-After": str(wait)})
 
     @asynccontextmanager
@@ -85,11 +91,11 @@ class LoginThrottle:
             else:
                 self._per_client[client_id] = (lock, users - 1)
 
-    def failed(self, peer: str) -> None:
+    def failed(self, peer: str, client_id: str) -> None:
         now = time.monotonic()
         if len(self._failures) > 10_000:
             self._failures = {p: f for p, f in self._failures.items() if now - f.last < self.forget_after_seconds}
-        record = self._failures.setdefault(peer, _Failures())
+        record = self._failures.setdefault(_pair(peer, client_id), _Failures())
         if now - record.last > self.forget_after_seconds:
             record.count = 0
         record.count += 1
@@ -97,5 +103,9 @@ class LoginThrottle:
         if record.count > self.free_failures:
             record.blocked_until = now + min(2.0 ** (record.count - self.free_failures - 1), self.max_block_seconds)
 
-    def succeeded(self, peer: str) -> None:
-        self._failures.pop(peer, None)
+    def succeeded(self, peer: str, client_id: str) -> None:
+        self._failures.pop(_pair(peer, client_id), None)
+
+
+def _pair(peer: str, client_id: str) -> str:
+    return f"{peer}\0{client_id}"

@@ -12,7 +12,7 @@ import sys
 from aiohttp import web
 
 from lingo_api.livekit_sdk import stop_livekit_sdk
-from lingo_api.untrusted import redact_malformed_requests
+from lingo_api.untrusted import log_to_stderr
 
 from .claim import Claim, ClaimDesk
 from .control_api import ControlHub, TokenBook, build_control_app
@@ -127,8 +127,7 @@ def main() -> None:
     level = os.environ.get(LOG_LEVEL_VARIABLE, "INFO").upper()
     if level not in LOG_LEVELS:
         raise SystemExit(f"lingo-worker: {LOG_LEVEL_VARIABLE} must be one of {', '.join(LOG_LEVELS)}, not {level[:20]!r}")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    redact_malformed_requests()
+    log_to_stderr(level)
     try:
         status = asyncio.run(serve(WorkerSettings.from_env()))
     finally:

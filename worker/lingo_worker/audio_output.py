@@ -69,7 +69,8 @@ class TranslatedTrack:
         self._queue: deque[QueuedSpeech] = deque()
         self._more = asyncio.Event()
         self._playing_left_ms = 0.0  # of the unit on the air
-        self._cut = False  # interrupt(): stop the unit on the air at its next frame
+        self._cut = False  # cut_playing(): stop the unit on the air at its next frame
+        self._playing: QueuedSpeech | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._player = asyncio.create_task(self._play(), name=f"playout-{language}")
@@ -101,9 +102,19 @@ class TranslatedTrack:
     def interrupt(self) -> list[QueuedSpeech]:
         """Palabra's interrupt_task: the unit on the air stops now and the waiting ones are dropped."""
         dropped = self.drop_oldest(float("inf"))
-        self._cut = True
-        self.source.clear_queue()
+        self.cut_playing()
         return dropped
+
+    def cut_playing(self) -> str | None:
+        """Stop the speech on the air: the unit being played (at its next frame) and what the
+        source holds (at once). Its transcription_id ("" for only the source's tail of a unit
+        already handed over), or None when nothing was on the air."""
+        if self._playing is None and self.source.queued_duration <= 0:
+            return None
+        self._cut = self._playing is not None
+        self.source.clear_queue()
+        self._playing_left_ms = 0.0
+        return self._playing.transcription_id if self._playing is not None else ""
 
     async def drained(self) -> None:
         """Returns once everything queued has played."""
@@ -120,7 +131,9 @@ class TranslatedTrack:
             queued = self._queue.popleft()
             self._playing_left_ms = queued.milliseconds
             self._cut = False
+            self._playing = queued
             await self._play_one(queued)
+            self._playing = None
             self._playing_left_ms = 0.0
 
     async def _play_one(self, queued: QueuedSpeech) -> None:

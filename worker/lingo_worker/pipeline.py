@@ -158,7 +158,7 @@ class TranslationPipeline:
             track = self.tracks.get(language)  # the language may have been dropped meanwhile
             if track is None:
                 continue
-            await self._make_room(track, backlog.excess_ms(track.queued_ms(), seconds * 1000))
+            await self._make_room(track, backlog.excess_ms(track.queued_ms(), seconds * 1000), seconds * 1000)
             timings[f"queue_ms.{language}"] = round(track.queued_ms())
             queued.append((language, translated, track.play(speech.samples, speech.sample_rate, transcription_id)))
             metrics.TEMPO.labels(language).observe(tempo)
@@ -194,20 +194,27 @@ class TranslationPipeline:
         except Exception:
             log.exception("reporting unit %s failed", transcription_id)
 
-    async def _make_room(self, track: TranslatedTrack, milliseconds: float) -> None:
-        """Past the backlog's maximum the oldest waiting units go, and clients are told."""
+    async def _make_room(self, track: TranslatedTrack, milliseconds: float, new_ms: float) -> None:
+        """Past the backlog's maximum the oldest speech goes, and clients are told: the units
+        still waiting, then, if `new_ms` more would still not fit, the rest of the unit on the air."""
         if milliseconds <= 0:
             return
         dropped = track.drop_oldest(milliseconds)
-        if not dropped:
-            return
         dropped_ms = sum(queued.milliseconds for queued in dropped)
+        ids = [queued.transcription_id for queued in dropped]
+        still_over = track.queued_ms() + new_ms - self.task.options.max_queue_ms
+        if still_over > 0:
+            playing_ms = track.queued_ms()
+            if (cut := track.cut_playing()) is not None:
+                ids += [cut] if cut else []
+                dropped_ms += playing_ms
+        if not ids:
+            return
         metrics.SPEECH_DROPPED.labels(track.language).inc(dropped_ms / 1000)
         await self._emit("warning", protocol.warning(
             "SPEECH_QUEUE_OVERFLOW",
-            f"the {track.language} speech backlog passed max_queue_ms; {len(dropped)} waiting units dropped",
-            language=track.language, transcription_ids=[queued.transcription_id for queued in dropped],
-            dropped_ms=round(dropped_ms)))
+            f"the {track.language} speech backlog passed max_queue_ms; {len(ids)} units dropped or cut",
+            language=track.language, transcription_ids=ids, dropped_ms=round(dropped_ms)))
 
     def buffer_stats(self) -> dict:
         maximum = self.task.options.max_queue_ms

@@ -11,6 +11,7 @@ onto the worker's options are honoured; the others are accepted and listed in
 from __future__ import annotations
 
 import base64
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +27,11 @@ STREAM_TYPES = ("webrtc", "ws")
 # The messages pipeline.allowed_message_types chooses among; others are always sent.
 TRANSCRIPT_TYPES = frozenset({"partial_transcription", "validated_transcription", "translated_transcription",
                               "partial_translated_transcription"})
+
+
+# A dotted path of field names and list indexes, as Palabra's task has them.
+FIELD_PATH = re.compile(r"^[A-Za-z0-9_]{1,64}(\.[A-Za-z0-9_]{1,64}){0,9}$")
+MAX_IGNORED_FIELDS = 64
 
 
 class TaskMessageError(ValueError):
@@ -186,6 +192,10 @@ def parse_set_task(data: dict) -> SetTask:
 
     indexed = {**data, "pipeline": {**pipeline, "translations": dict(enumerate(translations))}}
     ignored = [leaf for leaf in _leaves(indexed, "") if leaf not in used]
+    # ignored_fields goes to every participant in current_task: names of a field's shape only.
+    if len(ignored) > MAX_IGNORED_FIELDS or not all(FIELD_PATH.fullmatch(leaf) for leaf in ignored):
+        raise TaskMessageError(f"set_task has fields that are not task fields (at most {MAX_IGNORED_FIELDS} "
+                               "unknown fields, names of letters, digits and underscores)")
     return SetTask(update, streams, ignored)
 
 

@@ -92,6 +92,13 @@ class TaskOptions(BaseModel):
                                self.max_tempo)
 
 
+# The options a listener's `edit` may change: how often partial transcripts come and whether
+# they are translated. Recognition, segmentation, voices, rate and the backlog are one per session
+# (one recognizer, one track per language): a listener who changed them would change them for
+# everyone, down to switching the translation off (issue 24), so they need `write`.
+EDIT_OPTIONS = frozenset({"partial_interval_ms", "translate_partials"})
+
+
 class TaskUpdate(BaseModel):
     """Body of `set_task`. Languages need `write`; options alone need only `edit`."""
 
@@ -107,7 +114,11 @@ class TaskUpdate(BaseModel):
         return value if value is None else check_target_languages(value)
 
     def required_permission(self) -> Permission:
+        """Languages and every option that changes what everyone hears need `write`; `edit`
+        (a listener's token) changes only how transcripts reach the clients (EDIT_OPTIONS)."""
         if self.source_language is not None or self.target_languages is not None:
+            return Permission.WRITE
+        if set(self.options or {}) - EDIT_OPTIONS:
             return Permission.WRITE
         return Permission.EDIT
 

@@ -10,7 +10,7 @@ API, so the operator sees exactly what it would on a cluster.
 Not emulated: images (the command runs from this machine's PATH), resource limits,
 securityContext, volumes other than emptyDir.
 
-Run: python -m lingo_loopback.kubelet --kubeconfig PATH [--log-dir DIR] [--gpus N] [--namespace GLOB]
+Run: python -m lingo_loopback.kubelet --kubeconfig PATH [--log-dir DIR] [--pods-dir DIR] [--gpus N] [--namespace GLOB]
 """
 
 from __future__ import annotations
@@ -56,8 +56,12 @@ class RunningPod:
 
 
 class LoopbackKubelet:
-    def __init__(self, api: client.ApiClient, log_dir: Path, gpus: int = 0, namespaces: list[str] | None = None):
+    def __init__(self, api: client.ApiClient, log_dir: Path, gpus: int = 0, namespaces: list[str] | None = None,
+                 pods_dir: Path | None = None):
         self.api = api
+        # Each pod's folder (its HOME and TMPDIR) is made here; the stack puts it inside its own
+        # work folder, so whatever a pod leaves goes with the stack, even one it could not stop.
+        self.pods_dir = pods_dir
         self.core = client.CoreV1Api(api)
         self.namespaces = namespaces or ["*"]
         self.log_dir = log_dir
@@ -134,7 +138,7 @@ class LoopbackKubelet:
                 if exc.status != 409:
                     raise
         running = RunningPod(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, next(self._addresses),
-                             raw["spec"], workdir=Path(tempfile.mkdtemp(prefix="lingo-pod-")))
+                             raw["spec"], workdir=Path(tempfile.mkdtemp(prefix="lingo-pod-", dir=self.pods_dir)))
         self.pods[key] = running
         running.tasks.append(asyncio.create_task(self._supervise(running)))
         running.tasks.append(asyncio.create_task(self._probe(running)))
@@ -281,11 +285,11 @@ class LoopbackKubelet:
         await asyncio.gather(*(self._stop(running) for running in list(self.pods.values())))
 
 
-async def amain(kubeconfig: str, log_dir: Path, gpus: int, namespaces: list[str]) -> None:
+async def amain(kubeconfig: str, log_dir: Path, gpus: int, namespaces: list[str], pods_dir: Path | None) -> None:
     configuration = client.Configuration()
     await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     async with client.ApiClient(configuration) as api:
-        kubelet = LoopbackKubelet(api, log_dir, gpus, namespaces)
+        kubelet = LoopbackKubelet(api, log_dir, gpus, namespaces, pods_dir)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -300,11 +304,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m lingo_loopback.kubelet", description=__doc__.split("\n")[0])
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--log-dir", default=tempfile.gettempdir())
+    parser.add_argument("--pods-dir", type=Path, default=None, help="where pods' folders are made (default: TMPDIR)")
     parser.add_argument("--gpus", type=int, default=0)
     parser.add_argument("--namespace", action="append", default=[], help="namespace glob to run pods of (repeatable)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(amain(args.kubeconfig, Path(args.log_dir), args.gpus, args.namespace))
+    if args.pods_dir:
+        args.pods_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(amain(args.kubeconfig, Path(args.log_dir), args.gpus, args.namespace, args.pods_dir))
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def start_facade(
 
 def start_kubelet(cluster: LoopbackCluster, namespaces: list[str] | None = None, gpus: int = 0) -> ManagedProcess:
     argv = [sys.executable, "-m", "lingo_loopback.kubelet", f"--kubeconfig={cluster.kubeconfig}",
-            f"--log-dir={cluster.log_dir}", f"--gpus={gpus}"]
+            f"--log-dir={cluster.log_dir}", f"--pods-dir={cluster.workdir / 'pods'}", f"--gpus={gpus}"]
     argv += [f"--namespace={pattern}" for pattern in namespaces or []]
     process = ManagedProcess("kubelet", argv, cluster.log_dir, {"PATH": component_env(cluster, "")["PATH"]})
     process.start()

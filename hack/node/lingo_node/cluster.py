@@ -67,10 +67,10 @@ class RealNodeCluster(LoopbackCluster):
         # Host changes are recorded before anything runs, image builds included (podman).
         self.host.apply()
         try:
-            self.images = build_project_images(self.workdir / "podman")
+            self.images = build_project_images()
             super().start()
             self._start_containerd()
-            import_into_containerd(self.images.all(), self.ctr, self.workdir / "podman")
+            import_into_containerd(self.images.all(), self.ctr)
             self._start_dns()
             self._start_scheduler(node_binaries["kube-scheduler"])
             self._start_kubelet(node_binaries["kubelet"])

@@ -69,13 +69,25 @@ def _run(argv: list[str], what: str, log: Path, env: dict | None = None, **kwarg
         raise ImageBuildError(f"{what} failed ({result.returncode}); last output:\n{log.read_text()[-3000:]}")
 
 
-class Podman:
-    """podman with a private configuration and store under the cache (nothing in /etc or /var)."""
+# Bumped when the run folder moves: podman records its first tmp_dir in its database (static/)
+# and keeps using it whatever containers.conf says later, so a moved folder needs a new database.
+RUN_LAYOUT = "1: images/podman/run"
 
-    def __init__(self, run_dir: Path):
+
+class Podman:
+    """podman with a private configuration, store and run folder under the cache (nothing in
+    /etc, /var or /tmp, so nothing is left behind there)."""
+
+    def __init__(self):
         root = images_dir() / "podman"
         self.log = cache_dir() / "logs" / "images.log"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = root / "run"
+        layout = run_dir / ".layout"
+        if not layout.exists() or layout.read_text() != RUN_LAYOUT:
+            # No container outlives a build: the database holds nothing the images need.
+            (root / "static" / "bolt_state.db").unlink(missing_ok=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            layout.write_text(RUN_LAYOUT)
         storage = root / "storage.conf"
         containers = root / "containers.conf"
         root.mkdir(parents=True, exist_ok=True)
@@ -227,9 +239,9 @@ def livekit_image(podman: Podman) -> str:
     return ref
 
 
-def build_project_images(run_dir: Path) -> ProjectImages:
+def build_project_images() -> ProjectImages:
     """Build (or find) every image the real node runs; returns their references."""
-    podman = Podman(run_dir)
+    podman = Podman()
     wheels = wheelhouse()
     built = {}
     for name, dockerfile in (("lingo-operator", "images/operator.Dockerfile"),
@@ -269,14 +281,14 @@ def _prune(podman: Podman, keep: list[str]) -> None:
         subprocess.run(["podman", "rmi", "--force", *stale], env=podman.env, capture_output=True)
 
 
-def import_into_containerd(refs: list[str], ctr: list[str], run_dir: Path) -> None:
+def import_into_containerd(refs: list[str], ctr: list[str]) -> None:
     """Copy images from podman into containerd's k8s.io namespace, skipping ones it has."""
     listed = subprocess.run([*ctr, "-n", "k8s.io", "images", "ls", "-q"], capture_output=True, text=True, check=True)
     present = set(listed.stdout.split())
     stale = _others(sorted(present), refs)
     if stale:  # earlier builds: the snapshots they pin are removed by containerd's garbage collector
         subprocess.run([*ctr, "-n", "k8s.io", "images", "rm", *stale], capture_output=True)
-    podman = Podman(run_dir)
+    podman = Podman()
     for ref in refs:
         if ref in present:
             continue
@@ -289,8 +301,7 @@ def import_into_containerd(refs: list[str], ctr: list[str], run_dir: Path) -> No
 
 def main() -> None:
     """`python -m lingo_node.images`: build the images ahead of time and print their names."""
-    with tempfile.TemporaryDirectory(prefix="lingo-images-") as tmp:
-        images = build_project_images(Path(tmp))
+    images = build_project_images()
     for ref in images.all():
         print(ref)
     shutil.rmtree(images_dir() / "tmp", ignore_errors=True)
