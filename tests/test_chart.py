@@ -56,7 +56,9 @@ def test_rendered_manifests_pass_server_side_dry_run(cluster, tmp_path: Path):
     kubectl(cluster, "create", "namespace", "lingo")
     docs = render("facade.ingress.enabled=true", "operator.watchNamespaces={team-a,team-b-*}")
     kinds = sorted(doc["kind"] for doc in docs)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Deployment", "Ingress", "NetworkPolicy",
+    # a glob in watchNamespaces: the ClusterRole over every namespace, beside the cluster-wide reads
+    assert kinds == ["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment",
+                     "Deployment", "Ingress", "NetworkPolicy",
                      "PodDisruptionBudget", "PodDisruptionBudget", "Role", "Role", "RoleBinding", "RoleBinding",
                      "Service", "ServiceAccount", "ServiceAccount", "WorkerPool"]
     manifest = tmp_path / "rendered.yaml"
@@ -149,44 +151,45 @@ def test_operator_deployment_carries_livekit_secret_by_reference_only():
 
 
 @pytest.mark.usefixtures("operator")
-async def test_operator_runs_with_only_the_charts_rbac(cluster, kube, facade_url, tmp_path: Path):
-    """Bind the chart's ClusterRole and leader Role to a fresh ServiceAccount and run an operator
-    as it, with leader election on (as the chart runs it)."""
+@pytest.mark.parametrize("scope", ["all namespaces", "named namespaces"])
+async def test_operator_runs_with_only_the_charts_rbac(scope, cluster, kube, facade_url, tmp_path: Path):
+    """Apply the chart's RBAC as rendered (release namespace and ServiceAccount renamed) and run an
+    operator as its ServiceAccount, with leader election on (as the chart runs it). With named
+    `operator.watchNamespaces` it gets Roles there and nothing namespaced elsewhere (issue 24)."""
     suffix = secrets.token_hex(3)
     namespace = f"rbac-{suffix}"
-    docs = render(namespace=namespace)
-    role = next(d for d in docs if d["kind"] == "ClusterRole")
-    role["metadata"]["name"] = f"lingo-rbac-test-{suffix}"
-    leader_role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader"))
+    sets = [f"fullnameOverride=rbac-{suffix}"]
+    if scope == "named namespaces":
+        sets.append(f"operator.watchNamespaces={{{namespace}}}")
     core, rbac = CoreV1Api(kube), RbacAuthorizationV1Api(kube)
     await core.create_namespace({"metadata": {"name": namespace}})
-    await core.create_namespaced_service_account(namespace, {"metadata": {"name": "operator"}})
-    await rbac.create_cluster_role(role)
-    await rbac.create_cluster_role_binding({
-        "metadata": {"name": role["metadata"]["name"]},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]},
-        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
-    })
-    await rbac.create_namespaced_role(namespace, leader_role)
-    await rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "leader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": leader_role["metadata"]["name"]},
-        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
-    })
+    await core.create_namespaced_service_account(namespace, {"metadata": {"name": f"rbac-{suffix}-operator"}})
+    rbac_docs = [d for d in render(*sets, namespace=namespace)
+                 if d["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+                 and "-operator" in d["metadata"]["name"]]
+    for doc in rbac_docs:
+        create = {"Role": rbac.create_namespaced_role, "RoleBinding": rbac.create_namespaced_role_binding}.get(doc["kind"])
+        if create:
+            await create(doc["metadata"]["namespace"], doc)
+        else:
+            await (rbac.create_cluster_role if doc["kind"] == "ClusterRole" else rbac.create_cluster_role_binding)(doc)
+    account = f"system:serviceaccount:{namespace}:rbac-{suffix}-operator"
+    elsewhere = kubectl(cluster, "auth", "can-i", "create", "pods", "-n", "kube-system", "--as", account)
+    assert elsewhere.stdout.strip() == ("yes" if scope == "all namespaces" else "no"), elsewhere.stdout
     token = (await core.create_namespaced_service_account_token(
-        "operator", namespace, {"spec": {"expirationSeconds": 3600}})).status.token
+        f"rbac-{suffix}-operator", namespace, {"spec": {"expirationSeconds": 3600}})).status.token
     config = yaml.safe_load(cluster.kubeconfig.read_text())
     config["users"][0]["user"] = {"token": token}
     kubeconfig = tmp_path / "operator-sa.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
-    process = start_operator(cluster, facade_url, namespaces=[namespace], name="operator-rbac",
+    process = start_operator(cluster, facade_url, namespaces=[namespace], name=f"operator-rbac-{suffix}",
                              extra_env={"KUBECONFIG": str(kubeconfig)},
                              extra_args=["--leader-elect", f"--leader-elect-namespace={namespace}"])
     try:
         await create_session(kube, namespace, "rbac-check")
         await wait_for_phase(kube, namespace, "rbac-check", r.Phase.READY, timeout=30)
         await delete_and_wait(kube, namespace, "rbac-check")  # the finalizer path runs under the role too
-        log = (cluster.log_dir / "operator-rbac.log").read_text()
+        log = (cluster.log_dir / f"operator-rbac-{suffix}.log").read_text()
         # An API refusal logs "Forbidden" or a 403 status; a bare "403" would also match a timestamp's
         # milliseconds ("10:32:37,403", which failed a .ci/run once).
         refusals = [line for line in log.splitlines() if "Forbidden" in line or re.search(r"\b403\b(?!\])", line)]
@@ -194,6 +197,11 @@ async def test_operator_runs_with_only_the_charts_rbac(cluster, kube, facade_url
     finally:
         process.stop()
         await core.delete_namespace(namespace)
+        for doc in rbac_docs:
+            if doc["kind"] == "ClusterRole":
+                await rbac.delete_cluster_role(doc["metadata"]["name"])
+            elif doc["kind"] == "ClusterRoleBinding":
+                await rbac.delete_cluster_role_binding(doc["metadata"]["name"])
 
 
 

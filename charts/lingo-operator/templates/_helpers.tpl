@@ -69,3 +69,30 @@ affinity:
               app.kubernetes.io/component: {{ $component }}
 {{- end }}
 {{- end -}}
+
+{{/* Only what the operator does in a namespace it serves: reconcile sessions and worker pools (and
+their status), create/delete the tokens and claim Secrets and worker Pods, claim pooled Pods
+(patch), watch worker Pods, post Events. */}}
+{{- define "lingo.operatorRules" -}}
+- apiGroups: [translation.lingo.dev]
+  resources: [streamingsessions]
+  verbs: [get, list, watch, patch, update, delete]
+- apiGroups: [translation.lingo.dev]
+  resources: [streamingsessions/status]
+  verbs: [get, patch, update]
+- apiGroups: [translation.lingo.dev]
+  resources: [workerpools]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [translation.lingo.dev]
+  resources: [workerpools/status]
+  verbs: [get, patch, update]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create, get, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [create, get, list, watch, patch, delete]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
