@@ -107,8 +107,10 @@ def test_workers_network_policy_admits_only_facade_operator_and_livekit():
 def test_monitoring_extras_render_a_service_monitor_and_a_grafana_dashboard():
     docs = render("metrics.serviceMonitor.enabled=true", "metrics.grafanaDashboard.enabled=true")
     monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics", "http"}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
     services = [d for d in docs if d["kind"] == "Service"]
+    public = next(d for d in services if d["metadata"]["name"] == "lingo-facade")
+    assert [p["name"] for p in public["spec"]["ports"]] == ["http"], "the facade's /metrics is not public (issue 24)"
     for service in services:  # both Services carry the component label the monitor selects
         assert service["metadata"]["labels"]["app.kubernetes.io/component"] in ("operator", "facade")
     dashboard = json.loads(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["lingo-operator.json"])

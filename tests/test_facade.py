@@ -194,10 +194,12 @@ async def test_openapi_and_health(http):
             assert response.status == 200
 
 
-async def test_metrics_count_requests_by_route(http):
+async def test_metrics_count_requests_by_route(http, facade_process):
     async with http.get(f"{SESSIONS}/ss-nope", headers=auth(ACME)):
         pass
-    async with http.get("/metrics") as response:
+    async with http.get("/metrics") as response:  # not on the public port (issue 24): client IDs are labels
+        assert response.status == 404
+    async with aiohttp.ClientSession() as own, own.get(facade_process.endpoints["metrics"]) as response:
         text = await response.text()
     assert 'route="/session-storage/sessions/{id}"' in text and 'status="404"' in text
     assert "ss-nope" not in text, "session IDs must not become label values"

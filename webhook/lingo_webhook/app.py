@@ -270,6 +270,5 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     app.router.add_get(SPEECH_TO_SPEECH_PATH, speech_to_speech)  # Palabra 2.x, with an API key
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics.metrics_endpoint)
     add_console_routes(app, config.livekit_public_url)
     return app

@@ -1,4 +1,6 @@
-"""Prometheus metrics of the facade, served at /metrics."""
+"""Prometheus metrics of the facade, served at /metrics on a port of their own (`--metrics-port`,
+webhook/lingo_webhook/__main__.py): not on the public port, where they would tell anyone the
+client IDs (issue 24)."""
 
 from __future__ import annotations
 

@@ -15,8 +15,9 @@ from lingo_api.livekit_sdk import stop_livekit_sdk
 from lingo_api.untrusted import log_to_stderr
 
 from .claim import Claim, ClaimDesk
-from .control_api import ControlHub, TokenBook, build_control_app
+from .control_api import ControlHub, TokenBook
 from .engines.base import EngineUnavailable
+from .http_app import build_control_app
 from .runtime import WorkerRuntime, WorkerSettings
 from .task import TaskState
 

@@ -1,5 +1,5 @@
-"""The worker's control API, over a WebSocket (`/control`) and over LiveKit data packets, and
-its health endpoints. Messages follow Palabra's protocol (worker/lingo_worker/protocol.py).
+"""The worker's control API, over a WebSocket (`/control`, served by worker/lingo_worker/http_app.py)
+and over LiveKit data packets. Messages follow Palabra's protocol (worker/lingo_worker/protocol.py).
 
 Messages are JSON `{"message_type": ..., "data": {...}}`, in text or binary frames. On the
 WebSocket a client authenticates with its session token (`?token=` or a first `authenticate`
@@ -35,7 +35,6 @@ from typing import Protocol
 
 import numpy as np
 from aiohttp import WSMsgType, web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from lingo_api import resources as r
@@ -57,8 +56,6 @@ log = logging.getLogger("lingo.worker")
 AUTH_TIMEOUT_SECONDS = 10
 MAX_TTS_CHARS = 1024  # Palabra's limit on a tts_task's text
 INVALID_TOKEN = "token was not issued for this session"
-MAX_READY_WAIT_SECONDS = 60
-MAX_READY_WAITERS = 4  # the operator holds one; the port is not for crowds
 # eos waits at most this long for the translation of the client's last words to play out.
 EOS_DRAIN_SECONDS = 30
 # Speakers whose audio comes over the control WebSocket (Palabra's ws mode) are named so.
@@ -518,45 +515,3 @@ def _parse(raw) -> tuple[str, dict] | None:
 
 async def _send_error(ws: web.WebSocketResponse, code: str, desc: str) -> None:
     await ws.send_str(json.dumps({"message_type": "error", "data": protocol.error(code, desc)}))
-
-
-def build_control_app(hub: ControlHub) -> web.Application:
-    app = web.Application()
-
-    async def healthz(_):
-        return web.json_response({"ok": True})
-
-    waiters = 0
-
-    async def readyz(request: web.Request):
-        """Readiness now, or with `?wait=SECONDS` as soon as it holds: the operator waits on a
-        cold worker this way and reports WorkerReady at the join, not a probe period later."""
-        nonlocal waiters
-        try:
-            wait = float(request.query.get("wait", "0"))
-        except ValueError:
-            wait = -1.0
-        if not 0 <= wait <= MAX_READY_WAIT_SECONDS:
-            return web.json_response({"ok": False, "error": {"code": "VALIDATION_ERROR", "desc": (
-                f"wait must be a number of seconds from 0 to {MAX_READY_WAIT_SECONDS}")}}, status=400)
-        if wait == 0:
-            ready, why = hub.controller.ready()
-        elif waiters >= MAX_READY_WAITERS:
-            return web.json_response({"ok": False, "error": {"code": "TOO_MANY_REQUESTS", "desc": (
-                f"at most {MAX_READY_WAITERS} readiness waits at a time")}}, status=429)
-        else:
-            waiters += 1
-            try:
-                ready, why = await hub.controller.wait_ready(wait)
-            finally:
-                waiters -= 1
-        return web.json_response({"ok": ready, "reason": why}, status=200 if ready else 503)
-
-    async def metrics_endpoint(_):
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app.router.add_get("/control", hub.handle)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_endpoint)
-    return app

@@ -69,8 +69,10 @@ def start_facade(
         "LINGO_DRAIN_SECONDS": "0",
         **(extra_env or {}),
     }
-    argv = [sys.executable, "-m", "lingo_webhook", "--host=127.0.0.1", f"--port={port}"]
+    metrics_port = free_port()
+    argv = [sys.executable, "-m", "lingo_webhook", "--host=127.0.0.1", f"--port={port}", f"--metrics-port={metrics_port}"]
     process = ManagedProcess(name, argv, cluster.log_dir, env)
+    process.endpoints["metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
     process.start()
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), process, name, timeout=60)
     return process
