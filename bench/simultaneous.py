@@ -38,7 +38,7 @@ import numpy as np
 from livekit import rtc
 
 from lingo_api import resources as r
-from lingo_api.livekit_sdk import stop_livekit_sdk
+from lingo_api.livekit_sdk import run_and_exit
 from lingo_loopback.stack import register_client
 from lingo_worker.audio_output import track_name
 
@@ -494,7 +494,4 @@ def _queue_points(outcome: dict, target: str) -> list[tuple[float, dict]]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        stop_livekit_sdk()
+    run_and_exit(main)

@@ -22,7 +22,7 @@ import aiohttp
 import numpy as np
 from livekit import rtc
 
-from lingo_api.livekit_sdk import stop_livekit_sdk
+from lingo_api.livekit_sdk import run_and_exit
 from lingo_loopback.stack import register_client
 from lingo_worker.audio_output import track_name
 
@@ -231,7 +231,4 @@ Each worker (with its Apertium and Festival processes) while its publisher spoke
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        stop_livekit_sdk()
+    run_and_exit(main)

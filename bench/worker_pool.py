@@ -34,7 +34,7 @@ from kubernetes_asyncio import client as kube_client, config as kube_config, wat
 from livekit import rtc
 
 from lingo_api import resources as r
-from lingo_api.livekit_sdk import stop_livekit_sdk
+from lingo_api.livekit_sdk import run_and_exit
 from lingo_loopback.stack import register_client
 from lingo_worker.audio_output import track_name
 
@@ -366,7 +366,4 @@ dispatch request, and "in the room" is the agent active there.
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        stop_livekit_sdk()
+    run_and_exit(main)

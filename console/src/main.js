@@ -249,7 +249,7 @@ function setControls() {
   const can = (permission) => Boolean(joined && joined.permissions.includes(permission));
   const open = Boolean(joined && joined.socket && joined.socket.readyState === WebSocket.OPEN);
   const ended = joined && joined.taskState === "ended";
-  $("#set-languages").disabled = !(open && can("edit")) || ended;
+  $("#set-languages").disabled = !(open && can("write")) || ended; // languages are a publisher's to change
   for (const id of ["#pause", "#resume", "#end"]) $(id).disabled = !(open && can("write")) || ended;
   $("#microphone").disabled = !(joined && joined.role === "publisher");
 }

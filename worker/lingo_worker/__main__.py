@@ -7,11 +7,10 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 
 from aiohttp import web
 
-from lingo_api.livekit_sdk import stop_livekit_sdk
+from lingo_api.livekit_sdk import run_and_exit
 from lingo_api.untrusted import log_to_stderr
 
 from .claim import Claim, ClaimDesk
@@ -129,11 +128,7 @@ def main() -> None:
     if level not in LOG_LEVELS:
         raise SystemExit(f"lingo-worker: {LOG_LEVEL_VARIABLE} must be one of {', '.join(LOG_LEVELS)}, not {level[:20]!r}")
     log_to_stderr(level)
-    try:
-        status = asyncio.run(serve(WorkerSettings.from_env()))
-    finally:
-        stop_livekit_sdk()
-    sys.exit(status)
+    run_and_exit(lambda: asyncio.run(serve(WorkerSettings.from_env())))
 
 
 if __name__ == "__main__":

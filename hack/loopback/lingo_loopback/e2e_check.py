@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 from livekit import rtc
 
-from lingo_api.livekit_sdk import stop_livekit_sdk
+from lingo_api.livekit_sdk import run_and_exit
 
 SESSIONS = "/session-storage/sessions"
 
@@ -78,7 +78,7 @@ async def run_check(facade: str, client_id: str, client_secret: str, worker_time
     return report
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m lingo_loopback.e2e_check", description=__doc__.split("\n")[0])
     parser.add_argument("--facade", required=True)
     parser.add_argument("--client-id", required=True)
@@ -90,11 +90,10 @@ def main() -> None:
                                        args.worker_timeout))
     except CheckFailed as exc:
         print(f"e2e check FAILED: {exc}", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        stop_livekit_sdk()
+        return 1
     print("e2e check passed: " + json.dumps(report))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_and_exit(main)
