@@ -36,6 +36,24 @@ def parse_json(raw: str | bytes) -> object:
         raise UntrustedInputError("not valid JSON") from None
 
 
+def parse_control_message(raw: str | bytes) -> tuple[str, dict] | None:
+    """(message_type, data) of a control message `{"message_type": ..., "data": {...}}` (data may
+    be a JSON string of its own, as Palabra allows); None for anything else."""
+    try:
+        message = parse_json(raw)
+    except UntrustedInputError:
+        return None
+    if not isinstance(message, dict) or not isinstance(message.get("message_type"), str):
+        return None
+    data = message.get("data", {})
+    if isinstance(data, str):
+        try:
+            data = parse_json(data)
+        except UntrustedInputError:
+            return None
+    return (message["message_type"], data) if isinstance(data, dict) else None
+
+
 def is_session_id(value: str) -> bool:
     return bool(SESSION_ID_PATTERN.fullmatch(value))
 

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from lingo_api import resources as r
 from lingo_api.session_spec import SessionSpec
-from lingo_api.untrusted import UntrustedInputError, parse_json
+from lingo_api.untrusted import parse_control_message
 
 from .client_address import peer_of
 from .control_proxy import WORKER_WAIT_SECONDS, relay, worker_endpoint
@@ -73,17 +73,11 @@ async def _first_set_task(ws: web.WebSocketResponse) -> tuple[str, dict]:
     if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
         raise StreamRefused("VALIDATION_ERROR", "the stream closed before set_task")
     raw = message.data if message.type == WSMsgType.TEXT else message.data.decode("utf-8", "replace")
-    try:
-        parsed = parse_json(raw)
-        data = parsed.get("data") if isinstance(parsed, dict) else None
-        if isinstance(data, str):
-            data = parse_json(data)
-    except UntrustedInputError:
-        parsed, data = None, None
-    if not isinstance(parsed, dict) or parsed.get("message_type") != "set_task" or not isinstance(data, dict):
+    parsed = parse_control_message(raw)
+    if parsed is None or parsed[0] != "set_task":
         raise StreamRefused("VALIDATION_ERROR", 'the first message must be {"message_type": "set_task", '
                                                 '"data": <task>}')
-    return raw, data
+    return raw, parsed[1]
 
 
 async def _worker_of(store, session_id: str) -> str:

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from lingo_api import resources as r
 from lingo_api.session_tokens import ControlGrant, InvalidToken, Permission, read_control_grant
-from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
+from lingo_api.untrusted import MAX_TOKEN_CHARS, parse_control_message
 
 from . import metrics
 from . import protocol
@@ -124,6 +124,8 @@ class TokenBook:
 class Peer:
     """One authenticated control client: a WebSocket, or a participant of the room."""
 
+    stream_api = False  # Palabra's 2.x streaming API (see the module's docstring): WebSocketPeer only
+
     def __init__(self, grant: ControlGrant):
         self.grant = grant
         self.streams = StreamSettings()
@@ -137,7 +139,7 @@ class WebSocketPeer(Peer):
     def __init__(self, grant: ControlGrant, ws: web.WebSocketResponse, stream_api: bool = False):
         super().__init__(grant)
         self.ws = ws
-        self.stream_api = stream_api  # Palabra's 2.x streaming API (see the module's docstring)
+        self.stream_api = stream_api
         self.task_started = False
         self.pace: StreamPace | None = None  # of the audio it sends, from its first chunk
         self.pace_watch: asyncio.Task | None = None
@@ -233,7 +235,7 @@ class ControlHub:
             except asyncio.TimeoutError:
                 await _send_error(ws, "UNAUTHORIZED", "authenticate within 10 s")
                 return None
-            parsed = _parse(message.data) if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) else None
+            parsed = parse_control_message(message.data) if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) else None
             if not parsed or parsed[0] != "authenticate" or not isinstance(parsed[1].get("token"), str):
                 await _send_error(ws, "UNAUTHORIZED", 'first message must be {"message_type": "authenticate", '
                                                       '"data": {"token": "<session token>"}}')
@@ -276,7 +278,7 @@ class ControlHub:
         return self.controller.task.model_dump(mode="json")
 
     async def dispatch(self, peer: Peer, raw: str | bytes) -> None:
-        parsed = _parse(raw)
+        parsed = parse_control_message(raw)
         if parsed is None:
             await peer.send("error", protocol.error("INVALID_MESSAGE",
                                                     'expected JSON {"message_type": "...", "data": {...}}'))
@@ -340,7 +342,7 @@ class ControlHub:
             peer.streams = request.streams
             if request.streams.audio_in_over_ws and peer.speaker is None:
                 peer.speaker = self.controller.speaker(websocket_speaker(peer.grant.identity))
-        if isinstance(peer, WebSocketPeer) and peer.stream_api:
+        if peer.stream_api:
             await self._acknowledge_set_task(peer)
         await self.broadcast("current_task", self.current_task())  # the asking client included
 
@@ -361,12 +363,12 @@ class ControlHub:
         if self.controller.task.state == TaskState.ENDED:
             await peer.send("error", protocol.error("TASK_ENDED", "the task has ended"))
             return
-        if isinstance(peer, WebSocketPeer) and peer.stream_api and message_type == "end_task":
+        if peer.stream_api and message_type == "end_task":
             await self._end_stream(peer)
             return
         state = {"pause_task": TaskState.PAUSED, "resume_task": TaskState.RUNNING, "end_task": TaskState.ENDED}
         await self.controller.set_state(state[message_type])
-        if isinstance(peer, WebSocketPeer) and peer.stream_api and message_type == "pause_task":
+        if peer.stream_api and message_type == "pause_task":
             await peer.send("task_status", protocol.task_status("pause_task", "paused", TaskState.PAUSED.value))
         await self.broadcast("current_task", self.current_task())
         if message_type == "end_task":
@@ -495,22 +497,6 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors())
     return str(exc)
-
-
-def _parse(raw) -> tuple[str, dict] | None:
-    try:
-        message = parse_json(raw)
-    except UntrustedInputError:
-        return None
-    if not isinstance(message, dict) or not isinstance(message.get("message_type"), str):
-        return None
-    data = message.get("data", {})
-    if isinstance(data, str):  # Palabra allows data to be a JSON string of its own
-        try:
-            data = parse_json(data)
-        except UntrustedInputError:
-            return None
-    return (message["message_type"], data) if isinstance(data, dict) else None
 
 
 async def _send_error(ws: web.WebSocketResponse, code: str, desc: str) -> None:

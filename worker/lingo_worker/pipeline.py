@@ -226,8 +226,9 @@ class TranslationPipeline:
         `translate`, translated from `language` into every target and spoken on each."""
         task = self.task
         if translate:
-            said = {target: text if target == language else await asyncio.to_thread(
-                self.engines.translator.translate, text, language, target) for target in task.target_languages}
+            # `language` is the task's source language (control_api checks it): the units' own translation
+            said = {target: text if target == language else await self.translate(text, target)
+                    for target in task.target_languages}
         else:
             said = {language: text}
         for target, words in said.items():
