@@ -23,6 +23,7 @@ from .captions import publish_caption
 from .control_api import WEBSOCKET_SPEAKER_PREFIX
 from .pipeline import TranslationPipeline
 from .speaker_stream import SpeakerStream
+from .subscription_watch import watch_subscriptions
 from .task import TaskState, TaskUpdate, TranslationTask
 
 log = logging.getLogger("lingo.worker")
@@ -273,9 +274,13 @@ class WorkerRuntime:
         self.room.on("reconnected", self._on_reconnected)
         self.room.on("data_received", self._on_data)
         self.room.on("participant_connected", self._on_participant_connected)
+        self.room.on("track_subscription_failed", self._on_subscription_failed)
         await self.room.connect(self.settings.livekit_url, self.settings.worker_token,
                                 rtc.RoomOptions(auto_subscribe=True))
         self._connected = True
+        self.background.spawn(watch_subscriptions(
+            self.room, lambda identity: identity.startswith(Role.PUBLISHER.value),
+            lambda sid: sid in self._source_tracks.values()), "subscription-watch")
         self.joined.set()
         self._readiness_changed()
         log.info("joined room %s as %s", self.settings.room, self.room.local_participant.identity)
@@ -310,6 +315,9 @@ class WorkerRuntime:
         log.info("translating audio of %s", participant.identity)
         self._source_tracks[participant.identity] = publication.sid
         self.background.spawn(self._consume_audio(track, participant.identity), f"audio-{participant.identity}")
+
+    def _on_subscription_failed(self, participant: rtc.RemoteParticipant, track_sid: str, error: str) -> None:
+        log.warning("subscribing to track %s of %s failed: %s", track_sid, participant.identity, error)
 
     async def _consume_audio(self, track: rtc.Track, identity: str) -> None:
         stream = rtc.AudioStream(track, sample_rate=ASR_SAMPLE_RATE, num_channels=1)
