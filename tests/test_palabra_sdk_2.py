@@ -1,7 +1,7 @@
 """Palabra's current Python SDK (palabra-ai 2.2.1 from PyPI, unmodified, in its own environment
 `.venv-palabra2`) against the loopback stack with a warm pool present, as the chart installs one:
 an API key in `?token=`, the speech-to-speech stream at Palabra's path, the session made behind
-the scenes and deleted when the stream ends."""
+the scenes and deleted when the stream ends; the speech-to-text and text-to-speech streams likewise."""
 
 from __future__ import annotations
 
@@ -84,12 +84,17 @@ async def no_sessions_left(facade: str, client: tuple[str, str]) -> None:
         await eventually(deleted, timeout=30, what="the stream's session to be deleted")
 
 
-def speech_pcm(tmp_path: Path) -> Path:
-    """The test sentence as the SDK's default input: pcm_s16le, 24 kHz, mono, a second of silence after."""
-    samples, rate = speech_wav(tmp_path, SENTENCE)
-    at_24k = np.clip(resample(samples.astype(np.float32), rate, 24000), -32768, 32767).astype("<i2")
-    pcm = tmp_path / "speech-24k.pcm"
-    pcm.write_bytes(np.concatenate([at_24k, np.zeros(24000, dtype="<i2")]).tobytes())
+# One long phrase, no pause in it: a speaker interrupted in the middle of it.
+LONG_PHRASE = "We are walking along the river and talking about the long journey that is still ahead of us"
+
+
+def speech_pcm(tmp_path: Path, rate: int = 24000, text: str = SENTENCE) -> Path:
+    """`text` spoken as the SDK's input: pcm_s16le, mono, a second of silence after (24 kHz is
+    the translation stream's default, 16 kHz the speech-to-text stream's)."""
+    samples, source_rate = speech_wav(tmp_path, text)
+    pcm_samples = np.clip(resample(samples.astype(np.float32), source_rate, rate), -32768, 32767).astype("<i2")
+    pcm = tmp_path / f"speech-{rate // 1000}k.pcm"
+    pcm.write_bytes(np.concatenate([pcm_samples, np.zeros(rate, dtype="<i2")]).tobytes())
     return pcm
 
 
@@ -142,6 +147,15 @@ async def test_interrupt_stops_the_speech_on_the_air(keyed_client, warm_pool, fa
     await no_sessions_left(facade, client)
 
 
+async def test_interrupt_drops_the_phrase_being_said(keyed_client, warm_pool, facade, tmp_path):
+    client, key = keyed_client
+    report = run_sdk(facade, key.key, tmp_path, "interrupt-phrase", speech_pcm(tmp_path, text=LONG_PHRASE))
+    assert report["ok"], report
+    assert report["before"] == [], report  # the interrupted phrase was never finalized
+    assert any("river" in text.lower() for text in report["after"]), report  # the stream goes on
+    await no_sessions_left(facade, client)
+
+
 async def test_audio_sent_too_fast_then_not_at_all_is_warned_about(keyed_client, warm_pool, facade, tmp_path):
     client, key = keyed_client
     report = run_sdk(facade, key.key, tmp_path, "pace", speech_pcm(tmp_path))
@@ -154,3 +168,37 @@ async def test_a_wrong_key_is_refused_with_the_sdks_error(keyed_client, facade, 
     _, key = keyed_client
     report = run_sdk(facade, key.key, tmp_path, "wrong-key")
     assert not report["ok"] and report["error_type"] == "SessionError" and "401" in report["error"], report
+
+
+async def test_the_speech_to_text_stream_transcribes_and_translates(keyed_client, warm_pool, facade, tmp_path):
+    client, key = keyed_client
+    report = run_sdk(facade, key.key, tmp_path, "stt", speech_pcm(tmp_path, 16000))
+    print(f"\npalabra-ai 2.2.1 stt: {json.dumps(report)[:600]}")
+    assert report["ok"], report
+    finals = {(kind, language): text for kind, language, text, eos, _ in report["transcripts"] if eos}
+    assert "friend" in finals[("transcription", "en")].lower(), report
+    assert "amigo" in finals[("translated_transcription", "es")].lower(), report
+    partials = [text for kind, _, text, eos, _ in report["transcripts"] if kind == "transcription" and not eos]
+    assert partials, report  # words while they were said, before the final transcript
+    assert "error" not in report["others"], report
+    await no_sessions_left(facade, client)
+
+
+async def test_the_text_to_speech_stream_speaks_and_cancels(keyed_client, warm_pool, facade, tmp_path):
+    client, key = keyed_client
+    report = run_sdk(facade, key.key, tmp_path, "tts")
+    assert report["ok"], report
+    # Each sentence came back whole (more than half a second of audible speech), and the cancelled
+    # text in between did not end up in the second one's audio: it is about as long as the first.
+    assert report["first_seconds"] > 0.5 and report["second_seconds"] > 0.5, report
+    assert report["second_bytes"] < 2 * report["first_bytes"], report
+    await no_sessions_left(facade, client)
+
+
+async def test_text_to_speech_in_a_language_without_a_voice_is_a_clear_error(keyed_client, facade, tmp_path):
+    client, key = keyed_client
+    report = run_sdk(facade, key.key, tmp_path, "tts-no-voice")
+    assert report["ok"], report
+    code, desc = report["task_error"]
+    assert code == "VALIDATION_ERROR" and "no voice for 'de'" in desc, report
+    await no_sessions_left(facade, client)

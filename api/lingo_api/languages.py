@@ -33,6 +33,22 @@ def _served() -> dict[tuple[str, str], dict]:
     return {(pair["source"], pair["target"]): pair for pair in matrix()["pairs"]}
 
 
+def recognition_problem(source: str) -> str | None:
+    """Why speech in `source` cannot be transcribed; None when it can."""
+    table = matrix()
+    if canonical(source) not in table["asr"]["languages"]:
+        return f"speech recognition ({table['asr']['engine']}) does not know source language '{source}'"
+    return None
+
+
+def synthesis_problem(language: str) -> str | None:
+    """Why text in `language` cannot be spoken; None when it can."""
+    table = matrix()
+    if canonical(language) not in table["tts"]["languages"]:
+        return f"speech synthesis ({table['tts']['engine']}) has no voice for '{language}'"
+    return None
+
+
 def pair_problem(source: str, target: str) -> str | None:
     """Why (source, target) cannot be served, naming the missing stage; None when it can."""
     source, target = canonical(source), canonical(target)
@@ -41,10 +57,10 @@ def pair_problem(source: str, target: str) -> str | None:
     table = matrix()
     if source == target:
         return f"target language '{target}' is the source language"
-    if source not in table["asr"]["languages"]:
-        return f"speech recognition ({table['asr']['engine']}) does not know source language '{source}'"
+    if problem := recognition_problem(source):
+        return problem
     if [source, target] not in table["mt"]["routes"]:
         return f"translation ({table['mt']['engine']}) has no route from '{source}' to '{target}'"
-    if target not in table["tts"]["languages"]:
-        return f"speech synthesis ({table['tts']['engine']}) has no voice for '{target}'"
+    if problem := synthesis_problem(target):
+        return problem
     return f"translation ({table['mt']['engine']}) from '{source}' to '{target}' produced nothing when checked"

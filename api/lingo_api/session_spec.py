@@ -11,7 +11,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .languages import pair_problem
+from .languages import pair_problem, recognition_problem
 
 MAX_PUBLISHERS = 8
 MAX_SUBSCRIBERS = 200
@@ -46,7 +46,8 @@ class SessionSpec(BaseModel):
     subscriber_count: int = Field(0, alias="subscriberCount", ge=0, le=MAX_SUBSCRIBERS)
     source_language: str = Field("en", alias="sourceLanguage", pattern=LANGUAGE_PATTERN)
     target_languages: list[str] = Field(
-        default_factory=lambda: ["es"], alias="targetLanguages", min_length=1, max_length=MAX_TARGET_LANGUAGES
+        default_factory=lambda: ["es"], alias="targetLanguages", min_length=0, max_length=MAX_TARGET_LANGUAGES,
+        description="none: a transcription-only session (Palabra's speech-to-text and text-to-speech streams)",
     )
     ttl_seconds: int = Field(DEFAULT_TTL_SECONDS, alias="ttlSeconds", ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)
     worker_profile: WorkerProfile = Field(WorkerProfile.CPU, alias="workerProfile")
@@ -63,6 +64,8 @@ class SessionSpec(BaseModel):
         GPU profile's engines come from a mounted model directory, checked by the worker."""
         if self.worker_profile == WorkerProfile.CPU.value:
             problems = [p for t in self.target_languages if (p := pair_problem(self.source_language, t))]
+            if not self.target_languages and (problem := recognition_problem(self.source_language)):
+                problems.append(problem)  # a transcription-only session
             if problems:
                 raise ValueError("; ".join(problems))
         return self

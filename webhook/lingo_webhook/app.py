@@ -25,7 +25,7 @@ from .console_site import add_console_routes
 from .control_proxy import IssuedTokens, proxy_control
 from .errors import ApiError, json_errors, ok_response
 from .openapi import openapi_document
-from .palabra_stream import SPEECH_TO_SPEECH_PATH, speech_to_speech
+from .palabra_stream import SPEECH_TO_SPEECH_PATH, SPEECH_TO_TEXT_PATH, TEXT_TO_SPEECH_PATH, stream_handler
 from .quota_lock import ClientQuotaLock
 from .session_cache import SessionCache
 from .session_store import SessionStore, describe
@@ -267,7 +267,10 @@ def build_app(k8s_client, config: FacadeConfig) -> web.Application:
     app.router.add_get(f"{BASE}/sessions/{{id}}/control", control)
     app.router.add_get(f"{BASE}/languages", languages)
     app.router.add_get(f"{BASE}/openapi.json", openapi)
-    app.router.add_get(SPEECH_TO_SPEECH_PATH, speech_to_speech)  # Palabra 2.x, with an API key
+    # Palabra 2.x's streams, with an API key (webhook/lingo_webhook/palabra_stream.py)
+    app.router.add_get(SPEECH_TO_SPEECH_PATH, stream_handler("stream"))
+    app.router.add_get(SPEECH_TO_TEXT_PATH, stream_handler("stt"))
+    app.router.add_get(TEXT_TO_SPEECH_PATH, stream_handler("tts"))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     add_console_routes(app, config.livekit_public_url)

@@ -18,7 +18,8 @@ A WebSocket opened with `?api=stream` speaks Palabra's current streaming API (pa
 facade's stream endpoint, webhook/lingo_webhook/palabra_stream.py, opens it so): no
 `authenticated` or unasked `current_task`, `task_status` acknowledgements of set_task and
 pause_task (a set_task while paused resumes), and end_task finishes the client's audio, sends
-`end_of_stream` and closes.
+`end_of_stream` and closes. `?api=stt` and `?api=tts` are Palabra's speech-to-text and
+text-to-speech streams (worker/lingo_worker/stt_stream.py, worker/lingo_worker/tts_stream.py).
 """
 
 from __future__ import annotations
@@ -45,11 +46,14 @@ from . import metrics
 from . import protocol
 from .audio_output import resample
 from .background import BackgroundTasks
+from .control_peers import Peer, RoomPeer, WebSocketPeer, websocket_speaker
 from .early_data import EarlyData
 from .engines.base import ASR_SAMPLE_RATE
-from .protocol import StreamSettings, TaskMessageError
+from .protocol import TaskMessageError
 from .stream_pace import MESSAGES as PACE_MESSAGES, REFUSED as PACE_REFUSED, TOO_FAST, StreamPace
+from .stt_stream import serve_speech_to_text
 from .task import TaskState, TranslationTask
+from .tts_stream import serve_text_to_speech
 
 log = logging.getLogger("lingo.worker")
 
@@ -58,12 +62,8 @@ MAX_TTS_CHARS = 1024  # Palabra's limit on a tts_task's text
 INVALID_TOKEN = "token was not issued for this session"
 # eos waits at most this long for the translation of the client's last words to play out.
 EOS_DRAIN_SECONDS = 30
-# Speakers whose audio comes over the control WebSocket (Palabra's ws mode) are named so.
-WEBSOCKET_SPEAKER_PREFIX = "ws-"
-
-
-def websocket_speaker(identity: str) -> str:
-    return f"{WEBSOCKET_SPEAKER_PREFIX}{identity}"
+# `?api=` values whose WebSocket is one of Palabra's single-purpose streams, each with its own loop.
+STREAMS = {"stt": serve_speech_to_text, "tts": serve_text_to_speech}
 
 
 class TaskController(Protocol):
@@ -88,6 +88,10 @@ class TaskController(Protocol):
     def interrupt(self, languages: list[str] | None) -> None: ...
 
     async def publish_data(self, payload: bytes, identity: str | None = None) -> None: ...
+
+    def synthesizes(self, language: str) -> bool: ...
+
+    async def synthesize(self, text: str, language: str, voice: str | None, tempo: float): ...
 
 
 class TokenBook:
@@ -121,43 +125,6 @@ class TokenBook:
         return grant
 
 
-class Peer:
-    """One authenticated control client: a WebSocket, or a participant of the room."""
-
-    stream_api = False  # Palabra's 2.x streaming API (see the module's docstring): WebSocketPeer only
-
-    def __init__(self, grant: ControlGrant):
-        self.grant = grant
-        self.streams = StreamSettings()
-        self.speaker = None  # audio sent over the WebSocket (Palabra's ws mode)
-
-    async def send(self, message_type: str, data: dict) -> None:
-        raise NotImplementedError
-
-
-class WebSocketPeer(Peer):
-    def __init__(self, grant: ControlGrant, ws: web.WebSocketResponse, stream_api: bool = False):
-        super().__init__(grant)
-        self.ws = ws
-        self.stream_api = stream_api
-        self.task_started = False
-        self.pace: StreamPace | None = None  # of the audio it sends, from its first chunk
-        self.pace_watch: asyncio.Task | None = None
-
-    async def send(self, message_type: str, data: dict) -> None:
-        await self.ws.send_str(json.dumps({"message_type": message_type, "data": data}))
-
-
-class RoomPeer(Peer):
-    def __init__(self, grant: ControlGrant, controller: TaskController):
-        super().__init__(grant)
-        self.controller = controller
-
-    async def send(self, message_type: str, data: dict) -> None:
-        payload = json.dumps({"message_type": message_type, "data": data}).encode()
-        await self.controller.publish_data(payload, self.grant.identity)
-
-
 class ControlHub:
     def __init__(self, controller: TaskController, tokens: TokenBook):
         self.controller, self.tokens = controller, tokens
@@ -169,10 +136,8 @@ class ControlHub:
         """To every WebSocket client and, as one data packet, to everyone in the room."""
         payload = json.dumps({"message_type": message_type, "data": data})
         for peer in list(self.clients):
-            if not peer.streams.wants(message_type):
-                continue
             try:
-                await peer.ws.send_str(payload)
+                await peer.deliver(message_type, data, payload)
             except (ConnectionError, RuntimeError):
                 self.clients.discard(peer)
         try:
@@ -202,14 +167,17 @@ class ControlHub:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=r.CONTROL_MESSAGE_MAX_BYTES)
         await ws.prepare(request)
-        stream_api = request.query.get("api") == "stream"
-        grant = await self._authenticate(ws, request.query.get("token"), announce=not stream_api)
+        api = request.query.get("api", "")
+        stream_api = api == "stream"
+        grant = await self._authenticate(ws, request.query.get("token"), announce=not (stream_api or api in STREAMS))
         if grant is None:
             await ws.close(code=4401, message=b"unauthorized")
             return ws
+        if api in STREAMS:  # speech-to-text or text-to-speech: a loop of its own
+            await STREAMS[api](self, ws, grant, request.query)
+            return ws
         peer = WebSocketPeer(grant, ws, stream_api)
-        self.clients.add(peer)
-        metrics.CONTROL_CLIENTS.inc()
+        self.admit(peer)
         if not stream_api:
             await peer.send("current_task", self.current_task())
         try:
@@ -219,13 +187,23 @@ class ControlHub:
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:
-            self.clients.discard(peer)
-            metrics.CONTROL_CLIENTS.dec()
-            if peer.pace_watch is not None:
-                peer.pace_watch.cancel()
-            if peer.speaker is not None:  # translate what was said before the client left
-                self.background.spawn(peer.speaker.close(), "last-words-websocket")
+            self.release(peer)
         return ws
+
+    def admit(self, peer: WebSocketPeer) -> None:
+        """A WebSocket client from now on receives the session's broadcasts."""
+        self.clients.add(peer)
+        metrics.CONTROL_CLIENTS.inc()
+
+    def release(self, peer: WebSocketPeer) -> None:
+        """A WebSocket client left: what it said before it left is still translated."""
+        self.clients.discard(peer)
+        metrics.CONTROL_CLIENTS.dec()
+        if peer.pace_watch is not None:
+            peer.pace_watch.cancel()
+        if peer.speaker is not None:
+            speaker, peer.speaker = peer.speaker, None
+            self.background.spawn(speaker.close(), "last-words-websocket")
 
     async def _authenticate(self, ws: web.WebSocketResponse, token: str | None,
                             announce: bool = True) -> ControlGrant | None:
@@ -388,11 +366,11 @@ class ControlHub:
         if channels == 2:
             pcm = pcm[: len(pcm) // 2 * 2].reshape(-1, 2).mean(axis=1)
         samples = resample(pcm.astype(np.float32) / 32768.0, peer.streams.input_rate, ASR_SAMPLE_RATE)
-        if isinstance(peer, WebSocketPeer) and not await self._keep_pace(peer, len(samples) / ASR_SAMPLE_RATE):
+        if isinstance(peer, WebSocketPeer) and not await self.keep_pace(peer, len(samples) / ASR_SAMPLE_RATE):
             return
         await peer.speaker.feed(samples)
 
-    async def _keep_pace(self, peer: WebSocketPeer, seconds: float) -> bool:
+    async def keep_pace(self, peer: WebSocketPeer, seconds: float) -> bool:
         """Palabra's AUDIO_STREAM_* warnings (worker/lingo_worker/stream_pace.py); False when the
         chunk is too far ahead of real time and is dropped."""
         if peer.pace is None:
@@ -455,14 +433,20 @@ class ControlHub:
 
     async def _interrupt(self, peer: Peer, _type: str, data: dict) -> None:
         """Palabra's interrupt_task {languages: [...] | ["global"], pause_task}: the translation's
-        speech stops now on those tracks; with pause_task the task pauses too."""
+        speech stops now on those tracks (global: and the speakers' phrases in progress are
+        dropped, never translated); with pause_task the task pauses too."""
         if not await self._require(peer, Permission.WRITE):
             return
         languages = data.get("languages", ["global"])
         if not isinstance(languages, list) or not all(isinstance(language, str) for language in languages):
             await peer.send("error", protocol.error("VALIDATION_ERROR", 'languages must be a list like ["es"] or ["global"]'))
             return
-        self.controller.interrupt(None if "global" in languages else languages)
+        every = "global" in languages
+        self.controller.interrupt(None if every else languages)
+        if every:  # the phrase still being said is dropped too, here for audio over the WebSocket
+            for client in self.clients:
+                if client.speaker is not None:
+                    client.speaker.drop_phrase()
         if data.get("pause_task") is True and self.controller.task.state == TaskState.RUNNING:
             await self.controller.set_state(TaskState.PAUSED)
             await peer.send("task_status", protocol.task_status("interrupt_task", "paused", TaskState.PAUSED.value))

@@ -60,7 +60,8 @@ class TranslationPipeline:
         self._pace: dict[str, float] = {}
 
     async def ensure_tracks(self) -> None:
-        wanted = set(self.task.target_languages)
+        """One track per target language; none while the task's `speech` is off (text only)."""
+        wanted = set(self.task.target_languages) if self.task.options.speech else set()
         for language in wanted - self.tracks.keys():
             self.tracks[language] = TranslatedTrack(language, self._on_speech)
         for language in set(self.tracks) - wanted:

@@ -20,7 +20,7 @@ from .engines.registry import Engines, build_engines
 from . import protocol
 from .background import BackgroundTasks
 from .captions import publish_caption
-from .control_api import WEBSOCKET_SPEAKER_PREFIX
+from .control_peers import WEBSOCKET_SPEAKER_PREFIX
 from .pipeline import TranslationPipeline
 from .speaker_stream import SpeakerStream
 from .subscription_watch import watch_subscriptions
@@ -192,8 +192,22 @@ class WorkerRuntime:
             await self.pipeline.speak(text, language, translate, transcription_id)
 
     def interrupt(self, languages: list[str] | None) -> None:
+        """The translation's speech stops on `languages` (every track if None); a global interrupt
+        also drops every speaker's phrase in progress."""
         if self.pipeline:
             self.pipeline.interrupt(languages)
+        if languages is None:
+            for speaker in self._speakers.values():
+                speaker.drop_phrase()
+
+    def synthesizes(self, language: str) -> bool:
+        return self.engines is not None and self.engines.synthesizer.supports(language)
+
+    async def synthesize(self, text: str, language: str, voice: str | None, tempo: float):
+        """Speech for text outside the translation (Palabra's text-to-speech stream): the task's
+        speech rate at `tempo`, off the event loop."""
+        return await asyncio.to_thread(self.engines.synthesizer.synthesize, text, language, voice,
+                                       self.task.options.speech_rate, tempo)
 
     async def publish_data(self, payload: bytes, identity: str | None = None) -> None:
         """A reliable data packet to one participant, or to the whole room."""

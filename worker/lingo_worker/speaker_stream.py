@@ -71,6 +71,7 @@ class SpeakerStream:
         self._loops_counted = 0
         self._last_partial = 0.0
         self._flush = asyncio.Event()
+        self._drop = asyncio.Event()
         self._wake = asyncio.Event()
         self._closing = False
         # Stream time (seconds of this speaker's audio) -> the monotonic time it arrived.
@@ -97,6 +98,20 @@ class SpeakerStream:
         """Commit what was heard and close the unit in progress now (Palabra's flush_task)."""
         self._flush.set()
         self._wake.set()
+
+    def drop_phrase(self) -> None:
+        """Forget what was heard and not yet handed to translation (Palabra's interrupt_task):
+        the phrase in progress is never translated; what the speaker says next starts afresh."""
+        self._drop.set()
+        self._wake.set()
+
+    def _dropped(self) -> None:
+        # In the recognizer's own task, between decodes, so no decode commits the dropped words.
+        self._drop.clear()
+        self._pieces.clear()
+        self.transcriber.clear()
+        self.units.words.clear()
+        self._decoded_seconds, self._voiced = 0.0, 0.0
 
     async def close(self) -> None:
         """The speaker is gone: translate what they said, then stop (at once if the task ended)."""
@@ -140,6 +155,8 @@ class SpeakerStream:
     async def _recognize(self) -> None:
         try:
             while True:
+                if self._drop.is_set():
+                    self._dropped()
                 mark = self._absorb()
                 if mark == "end_of_speech" or self._flush.is_set():
                     self._flush.clear()

@@ -46,6 +46,8 @@ class TaskOptions(BaseModel):
     partial_interval_ms: int = Field(500, ge=0, le=10_000,
                                      description="least time between partial transcriptions; 0 disables them")
     translate_partials: bool = Field(False, description="send partial_translated_transcription too")
+    speech: bool = Field(True, description="synthesize the translations; false: transcripts and translations as "
+                                           "text only (Palabra's speech-to-text stream runs so)")
     speech_rate: int = Field(190, ge=80, le=400, description="synthesis words per minute")
     voices: dict[str, str] = Field(default_factory=dict, max_length=MAX_TARGET_LANGUAGES,
                                    description="target language -> TTS voice name")
