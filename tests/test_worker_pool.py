@@ -218,3 +218,43 @@ async def test_idle_workers_made_from_an_older_template_are_replaced(kube, worke
     env = {e.name: e.value for e in new.spec.containers[0].env}
     assert env["LINGO_TARGET_LANGUAGES"] == "ca"
     await custom.delete_namespaced_custom_object(r.GROUP, r.VERSION, worker_namespace, r.POOL_PLURAL, "renewed")
+
+
+async def rooms(livekit) -> list[str]:
+    async with livekit_api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
+        return [room.name for room in (await lk.room.list_rooms(livekit_api.ListRoomsRequest())).rooms]
+
+
+@pytest.mark.parametrize("pooled", [True, False], ids=["claimed", "cold"])
+async def test_a_session_without_a_room_gets_a_worker_and_no_room(kube, worker_namespace, livekit, pooled):
+    """spec.room false (Palabra 2.x's streams): no LiveKit room is made, the worker is ready
+    without one, and the control WebSocket serves it; a transcription-only task (no targets)
+    is claimed from a pool like any other."""
+    if pooled:
+        await create_pool(kube, worker_namespace, minReady=1)
+        await wait_for_ready_workers(kube, worker_namespace, 1)
+    await create_session(kube, worker_namespace, "roomless", room=False, targetLanguages=[])
+    session = await eventually(lambda: worker_ready(kube, worker_namespace, "roomless"), timeout=60,
+                               what="WorkerReady")
+    assert condition(session, r.Condition.WORKER_READY)["reason"] == ("WorkerClaimed" if pooled else "WorkerReady"), \
+        session["status"]["conditions"]
+    assert condition(session, r.Condition.ROOM_READY)["reason"] == r.Reason.NO_ROOM
+    assert session["status"]["roomName"] not in await rooms(livekit)
+
+    tokens = json.loads(base64.b64decode((await CoreV1Api(kube).read_namespaced_secret(
+        r.tokens_secret_name("roomless"), worker_namespace)).data[r.SECRET_PUBLISHER_TOKENS]))
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"ws://{session['status']['workerEndpoint']}{r.WORKER_CONTROL_PATH}",
+                                   params={"token": tokens[0]}) as ws:
+            assert (await ws.receive_json(timeout=10))["message_type"] == "authenticated"
+            task = (await ws.receive_json(timeout=10))["data"]
+            assert task["target_languages"] == [] and task["state"] == "running", task
+    # The room watch (every 2 s) does not make the room it would make again for a lost one.
+    await asyncio.sleep(5)
+    assert session["status"]["roomName"] not in await rooms(livekit)
+    assert condition(await get_session(kube, worker_namespace, "roomless"), r.Condition.ROOM_READY)["status"] == "True"
+
+    await CustomObjectsApi(kube).delete_namespaced_custom_object(r.GROUP, r.VERSION, worker_namespace,
+                                                                 r.SESSION_PLURAL, "roomless")
+    await eventually(lambda: gone(lambda: get_session(kube, worker_namespace, "roomless")), timeout=30,
+                     what="the session deleted without a room to remove")

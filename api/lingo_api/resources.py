@@ -56,6 +56,13 @@ class Condition:
     READY = "Ready"
 
 
+class Reason:
+    """Reasons of RoomReady=True: the room exists, or the session needs none (spec.room false)."""
+
+    ROOM_CREATED = "RoomCreated"
+    NO_ROOM = "NoRoom"
+
+
 # Keys of the per-session tokens Secret. Values are JSON lists (client tokens) or one JWT.
 SECRET_PUBLISHER_TOKENS = "publisher-tokens"
 SECRET_SUBSCRIBER_TOKENS = "subscriber-tokens"

@@ -51,6 +51,8 @@ class SessionSpec(BaseModel):
     )
     ttl_seconds: int = Field(DEFAULT_TTL_SECONDS, alias="ttlSeconds", ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)
     worker_profile: WorkerProfile = Field(WorkerProfile.CPU, alias="workerProfile")
+    room: bool = Field(True, description="false: no LiveKit room; audio flows over the control WebSocket only "
+                                         "(Palabra 2.x's streams make such sessions)")
 
     @field_validator("target_languages")
     @classmethod

@@ -37,6 +37,11 @@ from .session_status import SessionGone, TERMINAL_PHASES, condition_true, set_co
 log = logging.getLogger("lingo.operator")
 
 
+def has_room(session: dict) -> bool:
+    """Whether a session has a LiveKit room (spec.room: true unless set false)."""
+    return (session.get("spec") or {}).get("room", True) is not False
+
+
 def room_metadata(namespace: str, name: str, uid: str) -> str:
     return json.dumps({"namespace": namespace, "session": name, "uid": uid}, separators=(",", ":"))
 
@@ -84,8 +89,8 @@ class RoomWatch:
     def observe(self, event_type: str | None, body: dict) -> None:
         meta = body["metadata"]
         room = r.room_name(meta["uid"])
-        if event_type == "DELETED":
-            self.sessions.pop(room, None)
+        if event_type == "DELETED" or not has_room(body):
+            self.sessions.pop(room, None)  # gone, or a session without a room: none to keep
             return
         status = body.get("status") or {}
         ttl = int((body.get("spec") or {}).get("ttlSeconds", 3600))
@@ -155,7 +160,7 @@ class RoomWatch:
             await post_event(self.core, session.reference, "Drift", message, warning=True)
             log.warning("%s/%s: %s", session.namespace, session.name, message)
         if not session.room_ready or what:
-            await self._set_room_ready(session, True, "RoomCreated", f"LiveKit room {room_name} exists")
+            await self._set_room_ready(session, True, r.Reason.ROOM_CREATED, f"LiveKit room {room_name} exists")
 
     async def _set_room_ready(self, session: WatchedSession, ready: bool, reason: str, message: str) -> None:
         def apply(status: dict, body: dict):

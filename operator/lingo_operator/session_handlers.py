@@ -140,6 +140,13 @@ def backoff(config, retry: int) -> float:
     return min(config.retry_delay_seconds * 2 ** min(retry, 10), 60.0)
 
 
+def room_announcement(spec: SessionSpec, room: str) -> tuple[str, str]:
+    """(reason, message) of RoomReady=True: the room exists, or the session needs none."""
+    if spec.room:
+        return r.Reason.ROOM_CREATED, f"LiveKit room {room} exists"
+    return r.Reason.NO_ROOM, "no LiveKit room: audio flows over the control WebSocket only (spec.room is false)"
+
+
 async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
     meta, config = body["metadata"], memo.config
     name, namespace = meta["name"], meta["namespace"]
@@ -177,13 +184,15 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
         timings[step], clock = (now - clock) * 1000, now
 
     # 1. The LiveKit room. Nothing else is made until it exists, so an outage leaves no debris;
-    # meanwhile, what exists of the session's worker is looked up (reads only).
+    # meanwhile, what exists of the session's worker is looked up (reads only). A session without
+    # a room (spec.room false: audio over the control WebSocket only) does not need LiveKit at all.
     lookup = asyncio.create_task(look_up_worker(memo, session))
     try:
-        await memo.rooms.ensure_room(
-            room, empty_timeout=int(remaining) + 60, max_participants=max_participants(body["spec"]),
-            metadata=room_metadata(namespace, name, meta["uid"]),
-        )
+        if spec.room:
+            await memo.rooms.ensure_room(
+                room, empty_timeout=int(remaining) + 60, max_participants=max_participants(body["spec"]),
+                metadata=room_metadata(namespace, name, meta["uid"]),
+            )
     except LiveKitUnavailable as exc:
         lookup.cancel()
         metrics.LIVEKIT_ERRORS.labels("create_room").inc()
@@ -222,7 +231,7 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     # status that records them, so a crash in between repeats them rather than losing them.
     status_seen = body.get("status") or {}
     announcements = [
-        (r.Condition.ROOM_READY, "RoomCreated", f"LiveKit room {room} exists"),
+        (r.Condition.ROOM_READY, *room_announcement(spec, room)),
         (r.Condition.TOKENS_READY, "TokensIssued", f"{spec.publisher_count} publisher and {spec.subscriber_count} "
                                                    f"subscriber tokens in Secret {secret_body['metadata']['name']}"),
     ]

@@ -14,6 +14,7 @@ from . import metrics
 from .events import post_event
 from .kube import delete_ignoring_missing
 from .livekit_rooms import LiveKitUnavailable
+from .room_watch import has_room
 from .session_handlers import backoff, expiry_of, parse_spec
 from .session_status import SessionGone, set_condition, update_status
 from .watched import SESSIONS
@@ -24,7 +25,8 @@ async def expire_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
     name, namespace = meta["name"], meta["namespace"]
     room = r.room_name(meta["uid"])
     try:
-        await memo.rooms.delete_room(room)
+        if has_room(body):
+            await memo.rooms.delete_room(room)
     except LiveKitUnavailable as exc:
         metrics.LIVEKIT_ERRORS.labels("delete_room").inc()
         raise kopf.TemporaryError(f"cannot delete room of expired session: {exc}", delay=backoff(memo.config, retry))
@@ -100,7 +102,8 @@ async def session_deleted(body, memo: kopf.Memo, logger, retry: int, **_):
     except SessionGone:
         return
     try:
-        await memo.rooms.delete_room(r.room_name(meta["uid"]))
+        if has_room(body):
+            await memo.rooms.delete_room(r.room_name(meta["uid"]))
     except LiveKitUnavailable as exc:
         metrics.LIVEKIT_ERRORS.labels("delete_room").inc()
         raise kopf.TemporaryError(f"room not deleted yet: {exc}", delay=backoff(memo.config, retry))

@@ -25,6 +25,7 @@ from lingo_api.faults import crash_point
 
 from .kube import delete_ignoring_missing
 from .ownership import owner_reference, session_labels
+from .room_watch import has_room
 from .worker_pod import SAFE_TO_EVICT
 from .worker_pool import pod_ready
 
@@ -146,6 +147,7 @@ async def _call_claim(core, http, session, pod, room, tokens_secret_data, source
         "worker_token": base64.b64decode(tokens_secret_data[r.SECRET_WORKER_TOKEN]).decode(),
         "client_tokens": [*clients["publisher"], *clients["subscriber"]],
         "source_language": source_language, "target_languages": target_languages,
+        "join_room": has_room(session),
     }
     try:
         async with http.post(f"http://{ip}:{r.WORKER_PORT}/claim", json=body,

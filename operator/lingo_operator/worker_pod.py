@@ -27,6 +27,7 @@ def worker_pod_manifest(session: dict, spec: SessionSpec, config: OperatorConfig
     env = [
         {"name": "LINGO_SESSION_NAME", "value": name},
         {"name": "LINGO_ROOM", "value": room},
+        {"name": "LINGO_JOIN_ROOM", "value": "true" if spec.room else "false"},
         {"name": "LINGO_SOURCE_LANGUAGE", "value": spec.source_language},
         {"name": "LINGO_TARGET_LANGUAGES", "value": ",".join(spec.target_languages)},
         secret_env("LINGO_WORKER_TOKEN", secret, r.SECRET_WORKER_TOKEN),

@@ -11,7 +11,8 @@ session, a StreamingSession like any other (the client's quota counts it; a warm
 is claimed when one serves those languages). The relay then opens the worker's control
 WebSocket as the session's publisher in the 2.x dialect (`?api=stream`,
 worker/lingo_worker/control_api.py), hands it the set_task and relays frames both ways. When
-either side closes (after `end_of_stream`, or the client leaving) the session is deleted.
+either side closes (after `end_of_stream`, or the client leaving) the session is deleted. A
+stream's session has no LiveKit room (`spec.room: false`): all of its audio is on the WebSocket.
 `{random_hash}` only spreads connections across Palabra's servers; any value is accepted.
 
 The speech-to-text stream takes its languages from the query (`language`, `translate_languages`;
@@ -57,7 +58,9 @@ class StreamRefused(Exception):
 
 def _spec(source, targets: list) -> SessionSpec:
     try:
-        return SessionSpec(publisher_count=1, subscriber_count=0, source_language=source, target_languages=targets)
+        # All of a stream's audio goes over its WebSocket: its session needs no LiveKit room.
+        return SessionSpec(publisher_count=1, subscriber_count=0, source_language=source, target_languages=targets,
+                           room=False)
     except ValidationError as exc:
         raise StreamRefused("VALIDATION_ERROR", "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors())) from None

@@ -69,6 +69,22 @@ async def stay_in_room(runtime: WorkerRuntime, stop: asyncio.Event) -> int:
     return 0
 
 
+async def stay_without_room(runtime: WorkerRuntime, stop: asyncio.Event) -> int:
+    """A session without a LiveKit room: serve the control API until asked to stop or the task ends."""
+    await runtime.start_without_room()
+    await _first(stop.wait(), runtime.ended.wait())
+    if not stop.is_set():
+        log.info("the task ended; exiting")
+        await _first(stop.wait(), asyncio.sleep(ENDED_GRACE_SECONDS))
+    return 0
+
+
+def stay(runtime: WorkerRuntime, stop: asyncio.Event) -> asyncio.Task:
+    """The session's life: in its room, or without one (spec.room false)."""
+    life = stay_in_room if runtime.settings.join_room else stay_without_room
+    return asyncio.create_task(life(runtime, stop))
+
+
 async def serve(settings: WorkerSettings) -> int:
     runtime = WorkerRuntime(settings)
     hub = ControlHub(runtime, TokenBook(settings.client_tokens, settings.room))
@@ -79,7 +95,8 @@ async def serve(settings: WorkerSettings) -> int:
     if settings.pool:
         async def accept(claim: Claim) -> None:
             hub.tokens = TokenBook(claim.client_tokens, claim.room)
-            runtime.assign_session(claim.room, claim.worker_token, claim.source_language, claim.target_languages)
+            runtime.assign_session(claim.room, claim.worker_token, claim.source_language, claim.target_languages,
+                                   claim.join_room)
 
         desk = ClaimDesk(settings.claim_token, accept, runtime.joined)
         app.router.add_post("/claim", desk.handle)
@@ -96,7 +113,7 @@ async def serve(settings: WorkerSettings) -> int:
         loop.add_signal_handler(signum, stop.set)
     # A session's own (cold) worker joins its room while the engines load; a pooled one has no
     # room until its claim.
-    in_room = None if desk else asyncio.create_task(stay_in_room(runtime, stop))
+    in_room = None if desk else stay(runtime, stop)
     try:
         try:
             await runtime.load_engines()
@@ -107,7 +124,7 @@ async def serve(settings: WorkerSettings) -> int:
             await _first(stop.wait(), desk.claimed.wait())
             if stop.is_set():
                 return 0
-            in_room = asyncio.create_task(stay_in_room(runtime, stop))
+            in_room = stay(runtime, stop)
         return await in_room
     finally:
         if in_room is not None and not in_room.done():

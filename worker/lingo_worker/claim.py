@@ -4,7 +4,7 @@ The operator claims an idle pod of a WorkerPool (operator/lingo_operator/worker_
 `POST /claim` on the worker's control port with the pool's claim token as a bearer token and the
 session: its room, the worker's LiveKit token, the session's client tokens and its languages.
 The worker joins the room and answers once it is in, so the session's WorkerReady means
-"joined". The same claim again (an operator that restarted mid-claim) gets the same answer; a
+"joined" (a session without a room, `join_room` false, is answered at once). The same claim again (an operator that restarted mid-claim) gets the same answer; a
 claim for another session is refused with 409: a worker serves one session for its life, and
 nothing of one session reaches the next.
 """
@@ -36,7 +36,8 @@ class Claim(BaseModel):
     worker_token: str = Field(min_length=1, max_length=MAX_TOKEN_CHARS, repr=False)
     client_tokens: list[str] = Field(max_length=256, repr=False)
     source_language: str = Field(pattern=LANGUAGE_PATTERN)
-    target_languages: list[str] = Field(min_length=1, max_length=MAX_TARGET_LANGUAGES)
+    target_languages: list[str] = Field(max_length=MAX_TARGET_LANGUAGES)  # none: transcription only
+    join_room: bool = True  # false: the session has no LiveKit room (audio over the control WebSocket)
 
     @field_validator("target_languages")
     @classmethod

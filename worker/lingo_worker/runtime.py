@@ -50,6 +50,7 @@ class WorkerSettings:
     port: int = 8080
     pool: str = ""
     claim_token: str = field(default="", repr=False)
+    join_room: bool = True  # false: a session without a LiveKit room (audio over the control WebSocket)
 
     @classmethod
     def from_env(cls) -> "WorkerSettings":
@@ -67,8 +68,9 @@ class WorkerSettings:
             client_tokens=tokens,
             pool=env.get("LINGO_POOL", ""),
             claim_token=env.get("LINGO_CLAIM_TOKEN", ""),
+            join_room=env.get("LINGO_JOIN_ROOM", "true") != "false",
             source_language=env.get("LINGO_SOURCE_LANGUAGE", "en"),
-            target_languages=[t for t in env.get("LINGO_TARGET_LANGUAGES", "es").split(",") if t],
+            target_languages=[t for t in env.get("LINGO_TARGET_LANGUAGES", "").split(",") if t],
             profile=env.get("LINGO_WORKER_PROFILE", "cpu"),
             model_dir=Path(env["LINGO_MODEL_DIR"]) if env.get("LINGO_MODEL_DIR") else None,
             host=env.get("POD_IP") or env.get("LINGO_WORKER_HOST", "0.0.0.0"),
@@ -124,6 +126,8 @@ class WorkerRuntime:
             # Claimed and joining: the claim answers once it is in (or fails and the pod goes),
             # so a probe in between must not flip the session's WorkerReady back and forth.
             return True, "claimed; joining the room"
+        if not self.settings.join_room:
+            return True, "ready (no room: audio over the control WebSocket)"
         if not self._connected and self.task.state != TaskState.ENDED:
             return False, "not connected to the LiveKit room"
         return True, "ready"
@@ -256,10 +260,12 @@ class WorkerRuntime:
         self.warm.set()
         self._readiness_changed()
 
-    def assign_session(self, room: str, worker_token: str, source_language: str, target_languages: list[str]) -> None:
-        """A pooled worker's session, from its claim: the room to join and the task to run
-        (engines for languages it did not preload are warmed in the background)."""
+    def assign_session(self, room: str, worker_token: str, source_language: str, target_languages: list[str],
+                       join_room: bool = True) -> None:
+        """A pooled worker's session, from its claim: the room to join (if it has one) and the task
+        to run (engines for languages it did not preload are warmed in the background)."""
         self.settings.room, self.settings.worker_token = room, worker_token
+        self.settings.join_room = join_room
         preloaded = (self.task.source_language, self.task.target_languages)
         self.task = TranslationTask(source_language=source_language, target_languages=target_languages)
         if self.pipeline:
@@ -276,6 +282,22 @@ class WorkerRuntime:
             await asyncio.to_thread(warm_up, task.source_language, task.target_languages)
         if warm_up := getattr(engines.synthesizer, "warm_up", None):
             await asyncio.to_thread(warm_up, task.target_languages)
+
+    async def start_without_room(self) -> None:
+        """A session without a room (its audio goes over the control WebSocket): the task's
+        tracks play out to WebSocket clients only."""
+        self.joined.set()
+        self._readiness_changed()
+        await self.warm.wait()
+        await self._start_task()
+
+    async def _start_task(self) -> None:
+        problems = self.engines.check_languages(self.task.source_language, self.task.target_languages)
+        if problems:
+            log.warning("initial task cannot run as configured: %s", "; ".join(problems))
+            await self.emit("error", protocol.error("UNSUPPORTED_TASK", "; ".join(problems)))
+        else:
+            await self.pipeline.ensure_tracks()
 
     async def join_room(self) -> None:
         """Connect to the session's room (a fresh Room object per attempt) and publish tracks."""
@@ -299,12 +321,7 @@ class WorkerRuntime:
         self._readiness_changed()
         log.info("joined room %s as %s", self.settings.room, self.room.local_participant.identity)
         await self.warm.wait()  # a cold worker joins while its engines load
-        problems = self.engines.check_languages(self.task.source_language, self.task.target_languages)
-        if problems:
-            log.warning("initial task cannot run as configured: %s", "; ".join(problems))
-            await self.emit("error", protocol.error("UNSUPPORTED_TASK", "; ".join(problems)))
-        else:
-            await self.pipeline.ensure_tracks()
+        await self._start_task()
 
     async def _publish_tracks(self, languages: list[str]) -> None:
         # One at a time: the first task's tracks are published after the join while a client's
