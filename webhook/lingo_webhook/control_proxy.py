@@ -28,7 +28,7 @@ from kubernetes_asyncio.client import ApiException
 
 from lingo_api import resources as r
 from lingo_api.session_tokens import InvalidToken, read_control_grant
-from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
+from lingo_api.untrusted import MAX_TOKEN_CHARS, parse_control_message
 
 from .errors import ApiError, kubernetes_unavailable
 
@@ -81,18 +81,10 @@ async def _token_from_client(ws: web.WebSocketResponse, query_token: str | None)
         message = await ws.receive(timeout=AUTH_TIMEOUT_SECONDS)
     except asyncio.TimeoutError:
         return None
-    if message.type != WSMsgType.TEXT:
+    parsed = parse_control_message(message.data) if message.type == WSMsgType.TEXT else None
+    if parsed is None or parsed[0] != "authenticate":
         return None
-    try:
-        parsed = parse_json(message.data)
-    except UntrustedInputError:
-        return None
-    if not isinstance(parsed, dict) or parsed.get("message_type") != "authenticate":
-        return None
-    data = parsed.get("data")
-    if not isinstance(data, dict):
-        return None
-    token = data.get("token")
+    token = parsed[1].get("token")
     return token if isinstance(token, str) else None
 
 

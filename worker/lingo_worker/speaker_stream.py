@@ -67,6 +67,7 @@ class SpeakerStream:
         self.units = UnitBuilder(options.simultaneous, options.unit_seconds)  # set again at each decode
         self._pieces: list[SpeechPiece] = []  # detected speech not yet in the transcriber
         self._decoded_seconds = 0.0  # buffer length at the last decode
+        self._last_sentence_end: float | None = None  # where the buffer is trimmed at the next sentence end
         self._voiced = 0.0  # seconds of speech absorbed since everything was last committed
         self._loops_counted = 0
         self._last_partial = 0.0
@@ -112,6 +113,7 @@ class SpeakerStream:
         self.transcriber.clear()
         self.units.words.clear()
         self._decoded_seconds, self._voiced = 0.0, 0.0
+        self._last_sentence_end = None
 
     async def close(self) -> None:
         """The speaker is gone: translate what they said, then stop (at once if the task ended)."""
@@ -245,6 +247,7 @@ class SpeakerStream:
             transcriber.clear()
         else:
             transcriber.trim(transcriber.end)
+        self._last_sentence_end = None
         self._decoded_seconds = transcriber.seconds
         self._voiced = 0.0
         self._hand_over(closed, decode_seconds, decoded)
@@ -260,12 +263,20 @@ class SpeakerStream:
             self._loops_counted = self.transcriber.loops
         if not closed:
             return
-        # The buffer is trimmed at sentence ends: Whisper hears a sentence's words better with the
-        # sentence's start in its audio than with the start only in its text. A buffer grown past
-        # MAX_BUFFER_SECONDS is trimmed at the last unit closed, to bound the cost of each decode.
+        # The buffer is trimmed at sentence ends, one sentence behind: Whisper hears a sentence's
+        # words better with the sentence's start in its audio than with the start only in its
+        # text, and better still with the sentence before it. Trimmed right at a sentence end, a
+        # period Whisper put at a comma's pause cost the next clause its context ("les parades." |
+        # "Per què un bon autobús es mereix un bon lloc per esperar?" for "..., perquè ... esperar.").
+        # A buffer grown past MAX_BUFFER_SECONDS is trimmed at the last unit closed, to bound the
+        # cost of each decode.
         ends = [unit.end for unit in closed if unit.reason in SENTENCE_REASONS]
-        trim_at = ends[-1] if ends else closed[-1].end if self.transcriber.seconds > MAX_BUFFER_SECONDS else None
-        if trim_at is not None:
+        trim_at = None
+        if ends:
+            trim_at, self._last_sentence_end = self._last_sentence_end, ends[-1]
+        if self.transcriber.seconds > MAX_BUFFER_SECONDS:
+            trim_at = ends[-1] if ends else closed[-1].end
+        if trim_at is not None and trim_at > self.transcriber.start:
             self.transcriber.trim(min(trim_at, self.transcriber.end))
             self._decoded_seconds = self.transcriber.seconds
         now = time.monotonic()
