@@ -36,6 +36,11 @@ def parse_json(raw: str | bytes) -> object:
         raise UntrustedInputError("not valid JSON") from None
 
 
+def describe_validation_error(exc) -> str:
+    """A pydantic ValidationError in one line for a control `error`: "field: problem; ..."."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors())
+
+
 def parse_control_message(raw: str | bytes) -> tuple[str, dict] | None:
     """(message_type, data) of a control message `{"message_type": ..., "data": {...}}` (data may
     be a JSON string of its own, as Palabra allows); None for anything else."""

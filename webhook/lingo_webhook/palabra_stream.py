@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from lingo_api import resources as r
 from lingo_api.languages import synthesis_problem
 from lingo_api.session_spec import SessionSpec
-from lingo_api.untrusted import UntrustedInputError, parse_control_message, parse_json
+from lingo_api.untrusted import UntrustedInputError, describe_validation_error, parse_control_message, parse_json
 
 from .client_address import peer_of
 from .control_proxy import WORKER_WAIT_SECONDS, relay, worker_endpoint
@@ -62,8 +62,7 @@ def _spec(source, targets: list) -> SessionSpec:
         return SessionSpec(publisher_count=1, subscriber_count=0, source_language=source, target_languages=targets,
                            room=False)
     except ValidationError as exc:
-        raise StreamRefused("VALIDATION_ERROR", "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors())) from None
+        raise StreamRefused("VALIDATION_ERROR", describe_validation_error(exc)) from None
 
 
 def _session_spec(set_task: dict) -> SessionSpec:

@@ -19,6 +19,8 @@ from typing import Awaitable, Callable
 import numpy as np
 from livekit import rtc
 
+from .engines.base import ASR_SAMPLE_RATE
+
 log = logging.getLogger("lingo.worker")
 
 OUTPUT_SAMPLE_RATE = 48_000
@@ -38,6 +40,16 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     duration = len(samples) / source_rate
     target_times = np.arange(int(duration * target_rate)) / target_rate
     return np.interp(target_times, np.arange(len(samples)) / source_rate, samples).astype(samples.dtype)
+
+
+def to_pcm16(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """Int16 speech (as synthesized) at `target_rate`, clipped to int16."""
+    return np.clip(resample(samples.astype(np.float32), source_rate, target_rate), -32768, 32767).astype(np.int16)
+
+
+def to_asr_samples(pcm: np.ndarray, source_rate: int) -> np.ndarray:
+    """A client's pcm_s16le samples as the recognizer's input: float32 in [-1, 1] at ASR_SAMPLE_RATE."""
+    return resample(pcm.astype(np.float32) / 32768.0, source_rate, ASR_SAMPLE_RATE)
 
 
 def track_name(language: str) -> str:
@@ -137,8 +149,7 @@ class TranslatedTrack:
             self._playing_left_ms = 0.0
 
     async def _play_one(self, queued: QueuedSpeech) -> None:
-        resampled = resample(queued.samples.astype(np.float32), queued.rate, OUTPUT_SAMPLE_RATE)
-        pcm = np.clip(resampled, -32768, 32767).astype(np.int16)
+        pcm = to_pcm16(queued.samples, queued.rate, OUTPUT_SAMPLE_RATE)
         frames = max(1, -(-len(pcm) // FRAME_SAMPLES))
         source_per_frame = queued.rate / 100
         for index in range(frames):

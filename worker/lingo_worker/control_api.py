@@ -40,13 +40,13 @@ from pydantic import ValidationError
 
 from lingo_api import resources as r
 from lingo_api.session_tokens import ControlGrant, InvalidToken, Permission, read_control_grant
-from lingo_api.untrusted import MAX_TOKEN_CHARS, parse_control_message
+from lingo_api.untrusted import MAX_TOKEN_CHARS, describe_validation_error, parse_control_message
 
 from . import metrics
 from . import protocol
-from .audio_output import resample
+from .audio_output import to_asr_samples, to_pcm16
 from .background import BackgroundTasks
-from .control_peers import Peer, RoomPeer, WebSocketPeer, websocket_speaker
+from .control_peers import Peer, RoomPeer, WebSocketPeer, send_error, websocket_speaker
 from .early_data import EarlyData
 from .engines.base import ASR_SAMPLE_RATE
 from .protocol import TaskMessageError
@@ -153,7 +153,7 @@ class ControlHub:
             if not peer.streams.audio_out_over_ws:
                 continue
             rate = peer.streams.output_rate
-            pcm = np.clip(resample(samples.astype(np.float32), sample_rate, rate), -32768, 32767).astype(np.int16)
+            pcm = to_pcm16(samples, sample_rate, rate)
             if peer.streams.output_channels == 2:
                 pcm = np.repeat(pcm, 2)
             chunk = zlib.compress(pcm.tobytes()) if peer.streams.output_zlib else pcm.tobytes()
@@ -211,18 +211,18 @@ class ControlHub:
             try:
                 message = await ws.receive(timeout=AUTH_TIMEOUT_SECONDS)
             except asyncio.TimeoutError:
-                await _send_error(ws, "UNAUTHORIZED", "authenticate within 10 s")
+                await send_error(ws, "UNAUTHORIZED", "authenticate within 10 s")
                 return None
             parsed = parse_control_message(message.data) if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) else None
             if not parsed or parsed[0] != "authenticate" or not isinstance(parsed[1].get("token"), str):
-                await _send_error(ws, "UNAUTHORIZED", 'first message must be {"message_type": "authenticate", '
+                await send_error(ws, "UNAUTHORIZED", 'first message must be {"message_type": "authenticate", '
                                                       '"data": {"token": "<session token>"}}')
                 return None
             token = parsed[1]["token"]
         try:
             grant = self.tokens.authenticate(token)
         except InvalidToken as exc:
-            await _send_error(ws, "UNAUTHORIZED", str(exc))
+            await send_error(ws, "UNAUTHORIZED", str(exc))
             return None
         if announce:
             await ws.send_str(json.dumps({"message_type": "authenticated", "data": {
@@ -365,7 +365,7 @@ class ControlHub:
         channels = peer.streams.input_channels
         if channels == 2:
             pcm = pcm[: len(pcm) // 2 * 2].reshape(-1, 2).mean(axis=1)
-        samples = resample(pcm.astype(np.float32) / 32768.0, peer.streams.input_rate, ASR_SAMPLE_RATE)
+        samples = to_asr_samples(pcm, peer.streams.input_rate)
         if isinstance(peer, WebSocketPeer) and not await self.keep_pace(peer, len(samples) / ASR_SAMPLE_RATE):
             return
         await peer.speaker.feed(samples)
@@ -479,9 +479,6 @@ class ControlHub:
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg']}" for e in exc.errors())
+        return describe_validation_error(exc)
     return str(exc)
 
-
-async def _send_error(ws: web.WebSocketResponse, code: str, desc: str) -> None:
-    await ws.send_str(json.dumps({"message_type": "error", "data": protocol.error(code, desc)}))

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from lingo_api.session_tokens import ControlGrant
 
+from . import protocol
 from .protocol import StreamSettings
 from .stream_pace import StreamPace
 
@@ -23,6 +24,15 @@ WEBSOCKET_SPEAKER_PREFIX = "ws-"
 
 def websocket_speaker(identity: str) -> str:
     return f"{WEBSOCKET_SPEAKER_PREFIX}{identity}"
+
+
+async def send_message(ws: web.WebSocketResponse, message_type: str, data: dict) -> None:
+    await ws.send_str(json.dumps({"message_type": message_type, "data": data}))
+
+
+async def send_error(ws: web.WebSocketResponse, code: str, desc: str) -> None:
+    """The protocol's `error` {code, desc}, before (or without) a peer for the socket."""
+    await send_message(ws, "error", protocol.error(code, desc))
 
 
 class Peer:
@@ -49,7 +59,7 @@ class WebSocketPeer(Peer):
         self.pace_watch: asyncio.Task | None = None
 
     async def send(self, message_type: str, data: dict) -> None:
-        await self.ws.send_str(json.dumps({"message_type": message_type, "data": data}))
+        await send_message(self.ws, message_type, data)
 
     async def deliver(self, message_type: str, data: dict, payload: str) -> None:
         """A broadcast message (`payload` is it as JSON), when this client asked for its kind."""

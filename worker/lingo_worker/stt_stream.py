@@ -24,8 +24,8 @@ from multidict import MultiMapping
 from lingo_api.session_tokens import ControlGrant, Permission
 
 from . import protocol
-from .audio_output import resample
-from .control_peers import WebSocketPeer, websocket_speaker
+from .audio_output import to_asr_samples
+from .control_peers import WebSocketPeer, send_error, websocket_speaker
 from .engines.base import ASR_SAMPLE_RATE
 from .task import TaskUpdate
 
@@ -95,7 +95,7 @@ async def serve_speech_to_text(hub: "ControlHub", ws: web.WebSocketResponse, gra
         problems = await hub.controller.update_task(TaskUpdate(options={"speech": False}))
         problem = "; ".join(problems) or None
     if problem is not None:
-        await ws.send_str(json.dumps({"message_type": "error", "data": protocol.error("VALIDATION_ERROR", problem)}))
+        await send_error(ws, "VALIDATION_ERROR", problem)
         await ws.close()
         return
     peer = SpeechToTextPeer(grant, ws, rate)
@@ -105,7 +105,7 @@ async def serve_speech_to_text(hub: "ControlHub", ws: web.WebSocketResponse, gra
         async for message in ws:
             if message.type == WSMsgType.BINARY:
                 pcm = np.frombuffer(message.data[: len(message.data) // 2 * 2], dtype="<i2")
-                samples = resample(pcm.astype(np.float32) / 32768.0, rate, ASR_SAMPLE_RATE)
+                samples = to_asr_samples(pcm, rate)
                 if await hub.keep_pace(peer, len(samples) / ASR_SAMPLE_RATE):
                     await peer.speaker.feed(samples)
             elif message.type == WSMsgType.TEXT:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import re
 import secrets
 import time
@@ -25,7 +24,6 @@ import wave
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
 from aiohttp import WSMsgType, web
 from multidict import MultiMapping
 
@@ -33,7 +31,8 @@ from lingo_api.session_tokens import ControlGrant, Permission
 from lingo_api.untrusted import UntrustedInputError, parse_json
 
 from . import protocol
-from .audio_output import resample
+from .audio_output import to_pcm16
+from .control_peers import send_error, send_message
 from .task import VOICE_PATTERN
 
 if TYPE_CHECKING:
@@ -129,7 +128,7 @@ class TextToSpeechStream:
         self.epoch = 0  # bumped by cancel: work of an earlier epoch is dropped
 
     async def send(self, message_type: str, data: dict) -> None:
-        await self.ws.send_str(json.dumps({"message_type": message_type, "data": data}))
+        await send_message(self.ws, message_type, data)
 
     async def on_text(self, data: dict) -> None:
         text, eos = data.get("text"), data.get("is_eos", False)
@@ -188,8 +187,8 @@ class TextToSpeechStream:
         except Exception as exc:  # an engine's failure is the client's error message, not a dead stream
             await self.send("error", protocol.error("SYNTHESIS_FAILED", str(exc)[:200]))
             return
-        samples = resample(speech.samples.astype(np.float32), speech.sample_rate, voice.sample_rate)
-        pcm = np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+        samples = to_pcm16(speech.samples, speech.sample_rate, voice.sample_rate)
+        pcm = samples.astype("<i2").tobytes()
         if voice.audio_format == "wav":  # one file per piece
             await self._chunk(piece, _wav(pcm, voice.sample_rate), len(samples) / voice.sample_rate)
             return
@@ -236,7 +235,7 @@ async def serve_text_to_speech(hub: "ControlHub", ws: web.WebSocketResponse, gra
             raise TextToSpeechError(f"a {grant.role.value} token lacks the 'write' permission")
         stream = TextToSpeechStream(hub, ws, parse_init(await _first_init(ws), hub.controller.synthesizes))
     except TextToSpeechError as exc:
-        await ws.send_str(json.dumps({"message_type": "error", "data": protocol.error("VALIDATION_ERROR", str(exc))}))
+        await send_error(ws, "VALIDATION_ERROR", str(exc))
         await ws.close()
         return
     speaking = hub.background.spawn(stream.speak_queued(), "text-to-speech")
