@@ -26,7 +26,12 @@ from .languages import base_language
 WHISPER_CODES = {canonical: whisper for whisper, canonical in ALIASES.items()}
 SHORT_PATH_MAX_SECONDS = 20.0
 TAIL_SECONDS = 0.2
-TOKENS_PER_SECOND = 8  # generous: speech runs at about 3 words (4-5 tokens) per second
+# Text tokens the decoder may write per second of audio: the bench talks' speech runs at up to 6.1
+# (Italian, Catalan; English 4.5), and a word cut off by the bound is a word lost.
+TOKENS_PER_SECOND = 8
+# CTranslate2 (4.8) ends Whisper's greedy decode after max_length / 2 text tokens (measured: a
+# max_length of 20 gave 10 tokens, 56 gave 28), so the bound is passed doubled.
+MAX_LENGTH_PER_TOKEN = 2
 # faster-whisper's defaults: punctuation that joins the word before or after it
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
@@ -119,7 +124,7 @@ class WhisperRecognizer(SpeechRecognizer):
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
                               language=code if model.model.is_multilingual else None)
         prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
-        max_length = min(448, len(prompt) + int(len(audio) / ASR_SAMPLE_RATE * TOKENS_PER_SECOND) + 10)
+        max_length = min(448, MAX_LENGTH_PER_TOKEN * (int(len(audio) / ASR_SAMPLE_RATE * TOKENS_PER_SECOND) + 10))
         encoded = model.encode(features)
         result = model.model.generate(encoded, [prompt], beam_size=1, max_length=max_length,
                                       suppress_blank=True, suppress_tokens=[-1], return_scores=False)
