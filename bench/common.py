@@ -6,7 +6,9 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -108,7 +110,25 @@ def machine() -> dict:
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
+def provenance() -> dict:
+    """When, where and from which code a result was measured: every result file says it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=RESULTS_DIR.parent, capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += " with uncommitted changes"
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "commit": commit}
+
+
+def provenance_line(results: dict) -> str:
+    machine_ = results["machine"]
+    return (f"Measured {results['date']} on {machine_['cpus']} CPUs ({machine_['platform']}), "
+            f"commit {results.get('commit', 'not recorded')}.")
+
+
 def write_results(name: str, results: dict, markdown: str, histogram: dict[str, list[float]], xlabel: str) -> None:
+    results = {**results, **provenance()}
+    markdown = markdown.rstrip("\n") + "\n\n" + provenance_line(results) + "\n"
     RESULTS_DIR.mkdir(exist_ok=True)
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS_DIR / f"{name}.md").write_text(markdown)

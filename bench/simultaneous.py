@@ -42,7 +42,8 @@ from lingo_api.livekit_sdk import run_and_exit
 from lingo_loopback.stack import register_client
 from lingo_worker.audio_output import track_name
 
-from .common import RESULTS_DIR, loopback_stack, machine, process_table, tree_cpu_seconds, tree_rss_mb
+from .common import (RESULTS_DIR, loopback_stack, process_table, provenance, provenance_line, tree_cpu_seconds,
+                     tree_rss_mb)
 from .interpretation_scores import HeardUnit, ear_voice_spans, score
 from .talk import RATE, Talk, normalized_words, script, speak
 
@@ -386,7 +387,7 @@ def markdown(results: dict) -> str:
                 f"{(b['queue_ms_p50'] or 0) / 1000:.2f} / {(b['queue_ms_max'] or 0) / 1000:.2f} | "
                 f"{sc['cut_words']} | {sc['loops']} (guard: {_count(w.get('recognition_loops'))}) | "
                 f"{w.get('cpu_percent_of_a_core', '?')}% / {w.get('peak_rss_mb', '?')} MB |")
-    lines += ["", f"Goal: {json.dumps(GOAL)}; met: {json.dumps(results['goal_met'])}", ""]
+    lines += ["", f"Goal: {json.dumps(GOAL)}; met: {json.dumps(results['goal_met'])}", "", provenance_line(results), ""]
     return "\n".join(lines)
 
 
@@ -473,8 +474,9 @@ def main() -> None:
 def write_results(args: argparse.Namespace, options: dict, runs: list[dict], talks: dict[str, Talk],
                   saved: dict | None = None) -> str:
     """Writes JSON, markdown and PNG; `saved`: the run being rescored (its date and machine are kept)."""
-    saved = saved or {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
+    saved = saved or provenance()
     results = {"benchmark": "simultaneous", "date": saved["date"], "machine": saved["machine"],
+               "commit": saved.get("commit", "not recorded"),
                "target": args.target, "options": options, "plan": args.plan, "goal": GOAL, "runs": runs,
                "goal_met": {f"{run['label']}: {s['language']}": goal_met(s) for run in runs for s in run["sessions"]}}
     RESULTS_DIR.mkdir(exist_ok=True)
