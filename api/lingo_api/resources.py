@@ -57,10 +57,49 @@ class Condition:
 
 
 class Reason:
-    """Reasons of RoomReady=True: the room exists, or the session needs none (spec.room false)."""
+    """The reasons the operator writes on conditions and events: one vocabulary, one home."""
 
+    # RoomReady
     ROOM_CREATED = "RoomCreated"
-    NO_ROOM = "NoRoom"
+    NO_ROOM = "NoRoom"  # spec.room is false: the session needs none
+    LIVEKIT_UNAVAILABLE = "LiveKitUnavailable"
+    # TokensReady
+    TOKENS_ISSUED = "TokensIssued"
+    # WorkerReady (a waiting container's own reason, such as ErrImagePull, is passed on as it is)
+    WORKER_READY = "WorkerReady"
+    WORKER_CLAIMED = "WorkerClaimed"  # an idle pooled worker took the session
+    WORKER_STARTING = "WorkerStarting"
+    WORKER_FAILED = "WorkerFailed"
+    WORKER_UNSCHEDULABLE = "WorkerUnschedulable"
+    WORKER_DELETED = "WorkerDeleted"
+    TASK_ENDED = "TaskEnded"  # end_task: the worker exited for good and the session gets no other
+    # Ready
+    SESSION_READY = "SessionReady"
+    WAITING = "Waiting"  # for the conditions it names
+    # Events only
+    WORKER_CREATED = "WorkerCreated"
+    WORKER_REPLACED = "WorkerReplaced"
+    CLAIM_FAILED = "ClaimFailed"
+    NO_IDLE_WORKER = "NoIdleWorker"
+    SESSION_EXPIRED = "SessionExpired"
+    EXPIRED = "Expired"  # every condition, once the TTL elapsed
+    FAILED = "Failed"
+    DRIFT = "Drift"  # something the operator made was changed or removed, and is made again
+    # A WorkerPool's Ready condition and events
+    MIN_READY_MET = "MinReadyMet"
+    FILLING = "Filling"
+    POOL_READY = "PoolReady"
+    POOL_DRAINED = "PoolDrained"
+
+
+# A WorkerPool's spec where it leaves a field out: the defaults of crds/workerpool.yaml, which the
+# API server applies (tests/test_chart.py checks the two agree); here for objects read before that.
+POOL_DEFAULTS = {"profile": "cpu", "sourceLanguage": "en", "targetLanguages": ["es"], "minReady": 1, "maxReady": 500}
+
+
+def pool_spec(pool: dict) -> dict:
+    """A WorkerPool's spec with the CRD's defaults filled in."""
+    return {**POOL_DEFAULTS, **(pool.get("spec") or {})}
 
 
 # Keys of the per-session tokens Secret. Values are JSON lists (client tokens) or one JWT.

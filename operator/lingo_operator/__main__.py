@@ -22,6 +22,7 @@ from lingo_api.kube_client import new_api_client
 from . import metrics
 from . import pool_handlers, session_handlers, session_lifetime, startup, worker_readiness  # noqa: F401 - registers the handlers with kopf
 from .leadership import LeaderElection, LeaseTiming
+from .memo import OperatorMemo
 
 log = logging.getLogger("lingo.operator")
 
@@ -61,7 +62,7 @@ async def run(args: argparse.Namespace) -> int:
         standalone=True,  # one reconciler: the Lease decides which replica (kopf's peering is not used)
         liveness_endpoint=args.liveness or None,
         identity=operator_identity(),
-        memo=kopf.Memo(watch_namespaces=args.namespace),
+        memo=OperatorMemo(watch_namespaces=list(args.namespace or []), election=None),
     )
     if not args.leader_elect:
         metrics.LEADER.set(1)

@@ -20,6 +20,7 @@ from lingo_api.kube_time import now_time
 
 from . import metrics
 from .events import post_event
+from .memo import OperatorMemo
 from .worker_pool import ensure_claim_secret, reconcile_pool, session_exists_by_uid
 
 POOLS = dict(group=r.GROUP, version=r.VERSION, plural=r.POOL_PLURAL)
@@ -30,7 +31,7 @@ log = logging.getLogger("lingo.operator")
 
 
 @kopf.on.event(**POOLS)
-async def pool_event(event, body, memo: kopf.Memo, **_):
+async def pool_event(event, body, memo: OperatorMemo, **_):
     """Keep the latest version of each pool for its task; start the task, or stop it when the
     pool is deleted (its idle pods go by garbage collection)."""
     meta = body["metadata"]
@@ -47,13 +48,13 @@ async def pool_event(event, body, memo: kopf.Memo, **_):
         memo.pool_tasks[key] = asyncio.create_task(keep_pool(memo, key), name=f"pool-{key[0]}-{key[1]}")
 
 
-async def stop_pools(memo: kopf.Memo) -> None:
+async def stop_pools(memo: OperatorMemo) -> None:
     for task in memo.pool_tasks.values():
         task.cancel()
     await asyncio.gather(*memo.pool_tasks.values(), return_exceptions=True)
 
 
-async def keep_pool(memo: kopf.Memo, key: tuple[str, str]) -> None:
+async def keep_pool(memo: OperatorMemo, key: tuple[str, str]) -> None:
     wakeup = memo.pool_wakeups.setdefault(key, asyncio.Event())
     written, was_ready, since, secret_made = None, None, now_time(), False
     try:
@@ -68,16 +69,17 @@ async def keep_pool(memo: kopf.Memo, key: tuple[str, str]) -> None:
                                               lambda ns, uid: session_exists_by_uid(memo.custom, ns, uid))
                 for state, value in asdict(counts).items():
                     metrics.POOL_WORKERS.labels(*key, state).set(value)
-                min_ready = pool["spec"].get("minReady", 1)
+                min_ready = r.pool_spec(pool)["minReady"]
                 ready = counts.ready >= min_ready
                 if ready != was_ready:
                     if was_ready is not None:
-                        await post_event(memo.core, _pool_object(pool), "PoolReady" if ready else "PoolDrained",
+                        reason = r.Reason.POOL_READY if ready else r.Reason.POOL_DRAINED
+                        await post_event(memo.core, _pool_object(pool), reason,
                                          f"{counts.ready} of {min_ready} idle workers ready", warning=not ready)
                     was_ready, since = ready, now_time()
                 status = {**asdict(counts), "observedGeneration": pool["metadata"].get("generation"), "conditions": [{
                     "type": r.Condition.READY, "status": str(ready), "lastTransitionTime": since,
-                    "reason": "MinReadyMet" if ready else "Filling",
+                    "reason": r.Reason.MIN_READY_MET if ready else r.Reason.FILLING,
                     "message": f"{counts.ready} of {min_ready} idle workers ready, {counts.starting} starting"}]}
                 if status != written:
                     await memo.custom.patch_namespaced_custom_object_status(
@@ -109,12 +111,12 @@ def _pool_object(body) -> dict:
 
 
 @kopf.on.event("", "v1", "pods", labels={r.LABEL_POOL: kopf.PRESENT})
-async def pool_pod_event(body, memo: kopf.Memo, **_):
+async def pool_pod_event(body, memo: OperatorMemo, **_):
     """A pooled worker changed (ready, failed, claimed, deleted): its pool looks now."""
     wake_pool(memo, body["metadata"]["namespace"], body["metadata"]["labels"][r.LABEL_POOL])
 
 
-def wake_pool(memo: kopf.Memo, namespace: str, pool: str) -> None:
+def wake_pool(memo: OperatorMemo, namespace: str, pool: str) -> None:
     """Tell a pool's task to look again now (a worker was claimed, or one of its pods changed)."""
     event = memo.pool_wakeups.get((namespace, pool))
     if event is not None:

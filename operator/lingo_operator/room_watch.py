@@ -28,6 +28,7 @@ from kubernetes_asyncio.client import ApiException, CoreV1Api, CustomObjectsApi
 
 from lingo_api import resources as r
 from lingo_api.kube_time import parse_time
+from lingo_api.session_spec import DEFAULT_TTL_SECONDS
 
 from . import metrics
 from .events import post_event
@@ -93,12 +94,12 @@ class RoomWatch:
             self.sessions.pop(room, None)  # gone, or a session without a room: none to keep
             return
         status = body.get("status") or {}
-        ttl = int((body.get("spec") or {}).get("ttlSeconds", 3600))
+        ttl = int((body.get("spec") or {}).get("ttlSeconds", DEFAULT_TTL_SECONDS))
         self.sessions[room] = WatchedSession(
             namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
             max_participants=max_participants(body.get("spec") or {}),
             # A room made again outlives its session at most by this; the expiry deletes it.
-            empty_timeout=int((body.get("spec") or {}).get("ttlSeconds", 3600)) + 60,
+            empty_timeout=ttl + 60,
             provisioned=condition_true(status, r.Condition.TOKENS_READY) and status.get("phase") not in TERMINAL_PHASES
             and not meta.get("deletionTimestamp"),
             room_ready=condition_true(status, r.Condition.ROOM_READY),
@@ -130,7 +131,7 @@ class RoomWatch:
             self.livekit_reachable = False
             for session in list(self.sessions.values()):
                 if session.live and session.room_ready:
-                    await self._set_room_ready(session, False, "LiveKitUnavailable", str(exc))
+                    await self._set_room_ready(session, False, r.Reason.LIVEKIT_UNAVAILABLE, str(exc))
             return
         self.livekit_reachable = True
         for room_name, session in list(self.sessions.items()):
@@ -152,12 +153,12 @@ class RoomWatch:
                                              max_participants=session.max_participants,
                                              metadata=room_metadata(session.namespace, session.name, session.uid))
             except LiveKitUnavailable as exc:
-                await self._set_room_ready(session, False, "LiveKitUnavailable", str(exc))
+                await self._set_room_ready(session, False, r.Reason.LIVEKIT_UNAVAILABLE, str(exc))
                 return
             metrics.DRIFT_REPAIRS.labels(what).inc()
             message = (f"LiveKit room {room_name} was missing; created it again" if what == "room"
                        else f"LiveKit room {room_name} had foreign settings; made it again with the session's")
-            await post_event(self.core, session.reference, "Drift", message, warning=True)
+            await post_event(self.core, session.reference, r.Reason.DRIFT, message, warning=True)
             log.warning("%s/%s: %s", session.namespace, session.name, message)
         if not session.room_ready or what:
             await self._set_room_ready(session, True, r.Reason.ROOM_CREATED, f"LiveKit room {room_name} exists")

@@ -3,6 +3,7 @@ WorkerPool or a pod of its own), then the session's status and events.
 
 Every step is idempotent (deterministic room name, create-or-adopt for owned objects), so a
 retry after an error, or an operator restart halfway through, converges to the same result.
+The decisions (whether to run, the status, which conditions and events): session_plan.py.
 Expiry and deletion: session_lifetime.py; the worker's readiness afterwards: worker_readiness.py.
 """
 
@@ -19,44 +20,24 @@ from kubernetes_asyncio.client import ApiException
 
 from lingo_api import resources as r
 from lingo_api.faults import crash_point
-from lingo_api.kube_time import format_time, parse_time, seconds_since
+from lingo_api.kube_time import seconds_since
 from lingo_api.session_spec import SessionSpec
 
 from . import metrics
 from .events import post_event
 from .kube import create_or_get
 from .livekit_rooms import LiveKitUnavailable
+from .memo import OperatorMemo
 from .room_watch import max_participants, room_metadata
-from .session_status import TERMINAL_PHASES, condition_true, get_condition, set_condition, update_status
+from .session_plan import (announcements, apply_provisioned, backoff, cold_worker_is_news, described,
+                           events_before_status, expiry_of, needs_reconcile, parse_spec)
+from .session_status import set_condition, update_status
 from .steps import together
 from .tokens_secret import tokens_secret_manifest
 from .watched import SESSIONS
 from .worker_claim import (HandoverFailed, adopt, claim_idle_pod, claimed_message, claimed_pod_of, hand_over,
                            pool_profiles)
 from .worker_pod import worker_pod_manifest
-
-
-def expiry_of(meta, spec: SessionSpec) -> dt.datetime:
-    return parse_time(meta["creationTimestamp"]) + dt.timedelta(seconds=spec.ttl_seconds)
-
-
-def control_url(config, name: str) -> str:
-    base = config.facade_public_url.rstrip("/")
-    ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-    # No query string: clients append `?token=`. The relay finds the namespace in the token.
-    return f"{ws_base}/session-storage/sessions/{name}/control"
-
-
-def parse_spec(spec) -> SessionSpec:
-    try:
-        return SessionSpec.model_validate(dict(spec))
-    except ValueError as exc:
-        # The CRD schema should make this unreachable; if it happens, retrying will not help.
-        raise kopf.PermanentError(f"invalid spec: {exc}") from exc
-
-
-# Longer names cannot be label values on the session's Secret and Pod (the CRD refuses them too).
-MAX_SESSION_NAME = 63
 
 
 @dataclass
@@ -81,7 +62,7 @@ class WorkerLookup:
     profiles: dict[str, str]  # pool -> profile, for the namespace's pools
 
 
-async def look_up_worker(memo: kopf.Memo, session: dict) -> WorkerLookup:
+async def look_up_worker(memo: OperatorMemo, session: dict) -> WorkerLookup:
     meta = session["metadata"]
 
     async def cold_exists() -> bool:
@@ -97,7 +78,7 @@ async def look_up_worker(memo: kopf.Memo, session: dict) -> WorkerLookup:
                                               pool_profiles(memo.custom, meta["namespace"])))
 
 
-async def claim_for(memo: kopf.Memo, session: dict, spec: SessionSpec, found: WorkerLookup) -> tuple[dict | None, list[str]]:
+async def claim_for(memo: OperatorMemo, session: dict, spec: SessionSpec, found: WorkerLookup) -> tuple[dict | None, list[str]]:
     """The pooled pod this session has or now claims (None: it needs a cold one), and the pools
     of its profile that had no idle worker."""
     if found.claimed is not None or found.cold_exists or spec.worker_profile not in found.profiles.values():
@@ -107,7 +88,7 @@ async def claim_for(memo: kopf.Memo, session: dict, spec: SessionSpec, found: Wo
     return pod, dry
 
 
-async def ensure_worker(memo: kopf.Memo, session: dict, spec: SessionSpec, room: str, secret_data,
+async def ensure_worker(memo: OperatorMemo, session: dict, spec: SessionSpec, room: str, secret_data,
                         pod: dict | None) -> SessionWorker:
     """The session's worker: the pooled one it claimed (handed the session now; in the room when
     this returns), or else its own cold pod (operator/lingo_operator/worker_claim.py)."""
@@ -123,7 +104,7 @@ async def ensure_worker(memo: kopf.Memo, session: dict, spec: SessionSpec, room:
                                  adopt=adopt(core, session, pod))
         except HandoverFailed as exc:
             metrics.WORKERS_CLAIMED.labels("handover_failed").inc()
-            await post_event(core, session, "ClaimFailed", f"{exc}; starting a worker of its own", warning=True)
+            await post_event(core, session, r.Reason.CLAIM_FAILED, f"{exc}; starting a worker of its own", warning=True)
     else:
         metrics.WORKERS_CLAIMED.labels("cold").inc()
     pod_body = worker_pod_manifest(session, spec, memo.config, room)
@@ -135,29 +116,11 @@ async def ensure_worker(memo: kopf.Memo, session: dict, spec: SessionSpec, room:
     return SessionWorker(cold_name, created=created)
 
 
-def backoff(config, retry: int) -> float:
-    """Exponential back-off for LiveKit trouble: base, 2x, 4x ... capped at one minute."""
-    return min(config.retry_delay_seconds * 2 ** min(retry, 10), 60.0)
-
-
-def room_announcement(spec: SessionSpec, room: str) -> tuple[str, str]:
-    """(reason, message) of RoomReady=True: the room exists, or the session needs none."""
-    if spec.room:
-        return r.Reason.ROOM_CREATED, f"LiveKit room {room} exists"
-    return r.Reason.NO_ROOM, "no LiveKit room: audio flows over the control WebSocket only (spec.room is false)"
-
-
-async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
+async def reconcile_session(body, memo: OperatorMemo, logger, retry: int = 0) -> None:
+    if not needs_reconcile(body):
+        return
     meta, config = body["metadata"], memo.config
     name, namespace = meta["name"], meta["namespace"]
-    if meta.get("deletionTimestamp"):
-        return
-    phase = (body.get("status") or {}).get("phase")
-    if phase in TERMINAL_PHASES:
-        return
-    if len(name) > MAX_SESSION_NAME:
-        raise kopf.PermanentError(f"name is {len(name)} characters; a session's name must have at most "
-                                  f"{MAX_SESSION_NAME} (it labels the session's Secret and Pod)")
     spec = parse_spec(body["spec"])
     expires_at = expiry_of(meta, spec)
     remaining = (expires_at - dt.datetime.now(dt.timezone.utc)).total_seconds()
@@ -166,15 +129,7 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     room = r.room_name(meta["uid"])
     session = {"apiVersion": r.API_VERSION, "kind": r.SESSION_KIND, "metadata": dict(meta), "spec": dict(body["spec"])}
     session["metadata"]["labels"] = dict(meta.get("labels") or {})
-
-    described = dict(
-        roomName=room,
-        streamUrl=config.livekit_public_url,
-        controlUrl=control_url(config, name),
-        tokensSecretName=r.tokens_secret_name(name),
-        expiresAt=format_time(expires_at),
-        observedGeneration=meta.get("generation"),
-    )
+    description = described(config, meta, room, expires_at)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -199,11 +154,11 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
         message = str(exc)
 
         def unavailable(status: dict, _):
-            status.update(described)
-            return set_condition(status, r.Condition.ROOM_READY, False, "LiveKitUnavailable", message)
+            status.update(description)
+            return set_condition(status, r.Condition.ROOM_READY, False, r.Reason.LIVEKIT_UNAVAILABLE, message)
 
         if await update_status(memo.custom, namespace, name, unavailable):
-            await post_event(memo.core, body, "LiveKitUnavailable", message, warning=True)
+            await post_event(memo.core, body, r.Reason.LIVEKIT_UNAVAILABLE, message, warning=True)
         raise kopf.TemporaryError(message, delay=backoff(config, retry)) from exc
     except BaseException:
         lookup.cancel()
@@ -230,19 +185,11 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     # Meanwhile the events for the room, the tokens and a dry pool go out: they come before the
     # status that records them, so a crash in between repeats them rather than losing them.
     status_seen = body.get("status") or {}
-    announcements = [
-        (r.Condition.ROOM_READY, *room_announcement(spec, room)),
-        (r.Condition.TOKENS_READY, "TokensIssued", f"{spec.publisher_count} publisher and {spec.subscriber_count} "
-                                                   f"subscriber tokens in Secret {secret_body['metadata']['name']}"),
-    ]
-    events = [(reason, message, False) for ctype, reason, message in announcements
-              if not condition_true(status_seen, ctype)]
-    if dry_pools and pooled_pod is None:
-        events.append(("NoIdleWorker", f"no idle worker in pool(s) {', '.join(dry_pools)}; "
-                                       "starting a worker of its own", True))
+    announced = announcements(spec, room, secret_body["metadata"]["name"])
+    events = events_before_status(announced, status_seen, dry_pools, claimed=pooled_pod is not None)
     worker, *_ = await together(ensure_worker(memo, session, spec, room, secret.data, pooled_pod),
                                 *(post_event(memo.core, body, *event) for event in events))
-    described["workerPodName"] = worker.pod_name
+    description["workerPodName"] = worker.pod_name
     lap("pod")
 
     # 4. One status write for all of it (the pod watcher may already have set WorkerReady). A
@@ -250,24 +197,15 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
     # (owner and labels) and its WorkerClaimed event alongside (the one event a crash right
     # there can lose; the status keeps the same fact). A cold worker's event goes first.
     if worker.pool:
-        alongside = [post_event(memo.core, body, "WorkerClaimed", worker.message), worker.adopt]
+        alongside = [post_event(memo.core, body, r.Reason.WORKER_CLAIMED, worker.message), worker.adopt]
     else:
         alongside = []
-        if worker.created or get_condition(status_seen, r.Condition.WORKER_READY) is None:
-            await post_event(memo.core, body, "WorkerCreated", f"worker pod {worker.pod_name} created")
+        if cold_worker_is_news(worker.created, status_seen):
+            await post_event(memo.core, body, r.Reason.WORKER_CREATED, f"worker pod {worker.pod_name} created")
     lap("events")
 
     def provisioned(status: dict, _) -> bool:
-        """Returns whether a claimed worker's WorkerReady flipped here (for the histogram)."""
-        status.update(described)
-        for ctype, reason, message in announcements:
-            set_condition(status, ctype, True, reason, message)
-        if worker.pool:
-            status["workerEndpoint"] = worker.endpoint
-            return set_condition(status, r.Condition.WORKER_READY, True, "WorkerClaimed", worker.message)
-        if not any(c.get("type") == r.Condition.WORKER_READY for c in status.get("conditions") or []):
-            set_condition(status, r.Condition.WORKER_READY, False, "WorkerStarting", "worker pod is starting")
-        return False
+        return apply_provisioned(status, description, announced, worker.pool, worker.endpoint, worker.message)
 
     flipped, *_ = await together(update_status(memo.custom, namespace, name, provisioned), *alongside)
     if flipped:
@@ -284,7 +222,7 @@ async def reconcile_session(body, memo: kopf.Memo, logger, retry: int = 0) -> No
 
 @kopf.on.create(**SESSIONS)
 @kopf.on.resume(**SESSIONS)
-async def session_created(body, memo: kopf.Memo, logger, retry: int, **_):
+async def session_created(body, memo: OperatorMemo, logger, retry: int, **_):
     try:
         await reconcile_session(body, memo, logger, retry)
     except kopf.PermanentError as exc:
@@ -293,6 +231,6 @@ async def session_created(body, memo: kopf.Memo, logger, retry: int, **_):
         def failed(status: dict, _):
             status.update(phase=r.Phase.FAILED, message=message)
 
-        await post_event(memo.core, body, "Failed", message, warning=True)
+        await post_event(memo.core, body, r.Reason.FAILED, message, warning=True)
         await update_status(memo.custom, body["metadata"]["namespace"], body["metadata"]["name"], failed)
         raise

@@ -14,13 +14,14 @@ from . import metrics
 from .events import post_event
 from .kube import delete_ignoring_missing
 from .livekit_rooms import LiveKitUnavailable
+from .memo import OperatorMemo
 from .room_watch import has_room
-from .session_handlers import backoff, expiry_of, parse_spec
+from .session_plan import backoff, expiry_of, parse_spec
 from .session_status import SessionGone, set_condition, update_status
 from .watched import SESSIONS
 
 
-async def expire_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
+async def expire_session(body, memo: OperatorMemo, logger, retry: int = 0) -> None:
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     room = r.room_name(meta["uid"])
@@ -40,9 +41,9 @@ async def expire_session(body, memo: kopf.Memo, logger, retry: int = 0) -> None:
         status["phase"] = r.Phase.EXPIRED
         status["message"] = "session TTL elapsed; room, tokens and worker were removed"
         for ctype in (r.Condition.ROOM_READY, r.Condition.TOKENS_READY, r.Condition.WORKER_READY):
-            set_condition(status, ctype, False, "Expired", "session TTL elapsed")
+            set_condition(status, ctype, False, r.Reason.EXPIRED, "session TTL elapsed")
 
-    await post_event(memo.core, body, "SessionExpired", "TTL elapsed; room, tokens and worker removed")
+    await post_event(memo.core, body, r.Reason.SESSION_EXPIRED, "TTL elapsed; room, tokens and worker removed")
     await update_status(memo.custom, namespace, name, expired)
     metrics.SESSIONS_EXPIRED.inc()
     logger.info("session %s/%s expired", namespace, name)
@@ -57,7 +58,7 @@ async def _sleep_until(stopped, moment: dt.datetime) -> bool:
 
 
 @kopf.daemon(**SESSIONS, cancellation_timeout=10)
-async def session_lifetime(stopped, body, memo: kopf.Memo, logger, **_):
+async def session_lifetime(stopped, body, memo: OperatorMemo, logger, **_):
     """One sleeping task per session: expire it when its TTL is up, delete it after retention."""
     meta = body["metadata"]
     expires_at = expiry_of(meta, parse_spec(body["spec"]))
@@ -92,7 +93,7 @@ async def session_lifetime(stopped, body, memo: kopf.Memo, logger, **_):
 
 
 @kopf.on.delete(**SESSIONS)
-async def session_deleted(body, memo: kopf.Memo, logger, retry: int, **_):
+async def session_deleted(body, memo: OperatorMemo, logger, retry: int, **_):
     """The finalizer's work: remove the LiveKit room. The Secret and Pod go by garbage collection."""
     meta = body["metadata"]
     try:

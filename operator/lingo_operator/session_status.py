@@ -1,8 +1,10 @@
 """StreamingSession status: conditions and phase, written with optimistic concurrency.
 
-Two writers touch the status (the session reconciler and the worker-pod watcher), so every
-write reads the object, changes it and replaces the status at that resourceVersion,
-retrying on conflict instead of clobbering the other writer's conditions.
+Four parts of the operator write a session's status: the reconciler (session_handlers.py), the
+worker-pod watcher (worker_readiness.py), the room watch (room_watch.py) and expiry
+(session_lifetime.py). All of them go through update_status, which reads the object, changes it
+and replaces the status at that resourceVersion, retrying on conflict instead of clobbering
+another writer's conditions. Condition and event reasons are lingo_api.resources.Reason.
 """
 
 from __future__ import annotations
@@ -17,13 +19,10 @@ from lingo_api.kube_time import now_time, seconds_since
 from . import metrics
 
 TERMINAL_PHASES = (r.Phase.EXPIRED, r.Phase.TERMINATING, r.Phase.FAILED)
-# WorkerReady's reason once the translation task ended (end_task): the worker exited for good and
-# the session gets no other.
-TASK_ENDED = "TaskEnded"
 
 
 def task_ended(status: dict) -> bool:
-    return (get_condition(status, r.Condition.WORKER_READY) or {}).get("reason") == TASK_ENDED
+    return (get_condition(status, r.Condition.WORKER_READY) or {}).get("reason") == r.Reason.TASK_ENDED
 
 
 def get_condition(status: dict, ctype: str) -> dict | None:
@@ -72,11 +71,12 @@ def summarize(status: dict, generation: int | None) -> bool:
     if phase in TERMINAL_PHASES:
         set_condition(status, r.Condition.READY, False, phase, f"the session is {phase.lower()}")
     elif task_ended(status):
-        set_condition(status, r.Condition.READY, False, TASK_ENDED, "the translation task ended")
+        set_condition(status, r.Condition.READY, False, r.Reason.TASK_ENDED, "the translation task ended")
     elif waiting:
-        set_condition(status, r.Condition.READY, False, "Waiting", f"waiting for {', '.join(waiting)}")
+        set_condition(status, r.Condition.READY, False, r.Reason.WAITING, f"waiting for {', '.join(waiting)}")
     else:
-        became_ready = set_condition(status, r.Condition.READY, True, "SessionReady", "room, tokens and worker are ready")
+        became_ready = set_condition(status, r.Condition.READY, True, r.Reason.SESSION_READY,
+                                     "room, tokens and worker are ready")
     for condition in status["conditions"]:
         condition["observedGeneration"] = generation
     return became_ready

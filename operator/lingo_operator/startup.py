@@ -16,6 +16,7 @@ from lingo_api.kube_client import new_api_client
 from . import metrics
 from .config import load_config
 from .livekit_rooms import RoomService
+from .memo import OperatorMemo
 from .pool_handlers import stop_pools
 from .room_watch import RoomWatch
 from .watched import SESSIONS
@@ -24,7 +25,7 @@ log = logging.getLogger("lingo.operator")
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
+async def startup(settings: kopf.OperatorSettings, memo: OperatorMemo, **_):
     settings.persistence.finalizer = r.FINALIZER
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 120
@@ -44,12 +45,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
     memo.k8s = await new_api_client()
     memo.core = CoreV1Api(memo.k8s)
     memo.custom = CustomObjectsApi(memo.k8s)
-    memo.http = aiohttp.ClientSession()  # to pooled workers' claim endpoint
-    # WorkerPools (pool_handlers.py): latest spec, keeper task and wake-up event per (namespace, pool).
+    memo.http = aiohttp.ClientSession()
     memo.pools, memo.pool_tasks, memo.pool_wakeups = {}, {}, {}
-    memo.readiness_followers = {}  # pod uid -> task waiting on a starting worker's /readyz
+    memo.readiness_followers = {}
     memo.session_phases = metrics.SessionPhases()
-    memo.room_watch = RoomWatch(memo.rooms, memo.custom, memo.core, list(memo.get("watch_namespaces") or []),
+    memo.room_watch = RoomWatch(memo.rooms, memo.custom, memo.core, memo.watch_namespaces,
                                 interval=config.room_watch_interval_seconds,
                                 orphan_grace=config.orphan_room_grace_seconds)
     memo.room_watch_task = asyncio.create_task(memo.room_watch.run(), name="room-watch")
@@ -57,7 +57,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
 
 
 @kopf.on.cleanup()
-async def cleanup(memo: kopf.Memo, **_):
+async def cleanup(memo: OperatorMemo, **_):
     memo.room_watch_task.cancel()
     await asyncio.gather(memo.room_watch_task, return_exceptions=True)
     await stop_pools(memo)
@@ -67,14 +67,14 @@ async def cleanup(memo: kopf.Memo, **_):
     await memo.rooms.close()
     await memo.http.close()
     await memo.k8s.close()
-    if election := memo.get("election"):
+    if election := memo.election:
         # Handlers are done: hand the Lease over now rather than after kopf's last few seconds
         # of winding down.
         await election.release()
 
 
 @kopf.on.event(**SESSIONS)
-def session_seen(event, body, memo: kopf.Memo, **_):
+def session_seen(event, body, memo: OperatorMemo, **_):
     """Keeps the room watcher's view of the sessions current (no reads of its own), and the
     sessions-by-phase gauge."""
     memo.room_watch.observe(event.get("type"), body)

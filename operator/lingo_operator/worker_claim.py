@@ -63,7 +63,7 @@ async def pool_profiles(custom, namespace: str) -> dict[str, str]:
         if exc.status == 404:
             return {}
         raise
-    return {p["metadata"]["name"]: (p.get("spec") or {}).get("profile", "cpu") for p in listed.get("items", [])
+    return {p["metadata"]["name"]: r.pool_spec(p)["profile"] for p in listed.get("items", [])
             if not p["metadata"].get("deletionTimestamp")}
 
 

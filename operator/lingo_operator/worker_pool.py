@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from kubernetes_asyncio.client import ApiException, CoreV1Api
 
 from lingo_api import resources as r
+from lingo_api import worker_env
 
 from .config import OperatorConfig
 from .kube import create_or_get, delete_ignoring_missing
@@ -59,15 +60,15 @@ def claim_secret_manifest(pool: dict) -> dict:
 
 
 def pooled_worker_manifest(pool: dict, config: OperatorConfig) -> dict:
-    meta, spec = pool["metadata"], pool.get("spec") or {}
+    meta, spec = pool["metadata"], r.pool_spec(pool)
     name = meta["name"]
     env = [
-        {"name": "LINGO_POOL", "value": name},
-        {"name": "LINGO_SOURCE_LANGUAGE", "value": spec.get("sourceLanguage", "en")},
-        {"name": "LINGO_TARGET_LANGUAGES", "value": ",".join(spec.get("targetLanguages") or ["es"])},
-        secret_env("LINGO_CLAIM_TOKEN", r.pool_claim_secret_name(name), r.SECRET_CLAIM_TOKEN),
+        {"name": worker_env.POOL, "value": name},
+        {"name": worker_env.SOURCE_LANGUAGE, "value": spec["sourceLanguage"]},
+        {"name": worker_env.TARGET_LANGUAGES, "value": ",".join(spec["targetLanguages"])},
+        secret_env(worker_env.CLAIM_TOKEN, r.pool_claim_secret_name(name), r.SECRET_CLAIM_TOKEN),
     ]
-    pod_spec = worker_pod_spec(spec.get("profile", "cpu"), config, env)
+    pod_spec = worker_pod_spec(spec["profile"], config, env)
     # One session per worker: a claimed worker that exits is replaced by the session's
     # reconciler, never restarted in place (it would come back idle, with no session).
     pod_spec["restartPolicy"] = "Never"
@@ -115,53 +116,74 @@ class PoolCounts:
     claimed: int
 
 
+@dataclass
+class PoolPlan:
+    """What one pass over a pool does: delete `doomed`, start `deficit` workers; and the counts after."""
+
+    doomed: list[dict]
+    deficit: int
+    counts: PoolCounts
+
+
+def abandoned_claims(pods: list[dict]) -> list[dict]:
+    """Claimed pods still owned by their pool (never handed over): if the claiming session is gone,
+    nobody will use them. Whether it is gone is asked of the API server (reconcile_pool)."""
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp") and owned_by_pool(p)
+            and p["metadata"]["labels"].get(r.LABEL_POOL_STATE) == r.POOL_STATE_CLAIMED]
+
+
+def plan_pool(pods: list[dict], spec: dict, template: str, orphaned: list[dict]) -> PoolPlan:
+    """The pool's idle workers brought to between minReady and maxReady: `pods` are the pool's,
+    `spec` its spec with defaults (r.pool_spec), `template` the hash current workers are made from,
+    `orphaned` the claims whose session is gone."""
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    idle = [p for p in live if p["metadata"]["labels"].get(r.LABEL_POOL_STATE) == r.POOL_STATE_IDLE]
+    claimed = [p for p in live if p["metadata"]["labels"].get(r.LABEL_POOL_STATE) == r.POOL_STATE_CLAIMED]
+    # Ended idle workers, and idle workers made from an older template (the pool's spec or the
+    # operator's settings changed since: a new LiveKit URL, image, resources...).
+    doomed = [p for p in idle if (p.get("status") or {}).get("phase") in ("Failed", "Succeeded")
+              or p["metadata"]["labels"].get(r.LABEL_POOL_TEMPLATE) != template]
+    doomed += [p for p in orphaned if p in claimed]
+    idle = [p for p in idle if p not in doomed]
+    ready = [p for p in idle if pod_ready(p)]
+    starting = [p for p in idle if not pod_ready(p)]
+    surplus = len(idle) - spec["maxReady"]
+    if surplus > 0:  # starting ones first, then the youngest
+        doomed += (starting + sorted(ready, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True))[:surplus]
+    # A worker being handed over (claimed, not yet its session's) still holds its place: the
+    # replacement starts once the hand-over is done, not beside it on the same CPUs.
+    handing_over = [p for p in claimed if owned_by_pool(p) and p not in doomed]
+    deficit = max(0, spec["minReady"] - (len(idle) + len(handing_over) - max(surplus, 0)))
+    remaining = lambda pods: len([p for p in pods if p not in doomed])  # noqa: E731
+    return PoolPlan(doomed, deficit, PoolCounts(ready=remaining(ready), starting=remaining(starting) + deficit,
+                                                claimed=remaining(claimed)))
+
+
 async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, session_exists) -> PoolCounts:
-    """Bring the pool's idle workers to between minReady and maxReady; returns the counts.
+    """Bring the pool's idle workers to between minReady and maxReady (plan_pool); returns the counts.
 
     `session_exists(namespace, uid)` -> bool, for claims abandoned halfway (the claiming session
     was deleted during its hand-over).
     """
-    meta, spec = pool["metadata"], pool.get("spec") or {}
+    meta = pool["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     listed = await core.list_namespaced_pod(namespace, label_selector=f"{r.LABEL_POOL}={name}")
     pods = [core.api_client.sanitize_for_serialization(p) for p in listed.items]
-    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    idle = [p for p in live if p["metadata"]["labels"].get(r.LABEL_POOL_STATE) == r.POOL_STATE_IDLE]
-    claimed = [p for p in live if p["metadata"]["labels"].get(r.LABEL_POOL_STATE) == r.POOL_STATE_CLAIMED]
-
+    orphaned = [p for p in abandoned_claims(pods)
+                if not await session_exists(namespace, p["metadata"]["labels"].get(r.LABEL_CLAIMED_BY, ""))]
     manifest = pooled_worker_manifest(pool, config)
-    current = manifest["metadata"]["labels"][r.LABEL_POOL_TEMPLATE]
-    # Ended idle workers, and idle workers made from an older template (the pool's spec or the
-    # operator's settings changed since: a new LiveKit URL, image, resources...).
-    doomed = [p for p in idle if (p.get("status") or {}).get("phase") in ("Failed", "Succeeded")
-              or p["metadata"]["labels"].get(r.LABEL_POOL_TEMPLATE) != current]
-    for pod in claimed:  # claimed, never handed over, and its session is gone: nobody will use it
-        claimer = pod["metadata"]["labels"].get(r.LABEL_CLAIMED_BY, "")
-        if owned_by_pool(pod) and not await session_exists(namespace, claimer):
-            doomed.append(pod)
-    idle = [p for p in idle if p not in doomed]
-    ready = [p for p in idle if pod_ready(p)]
-    starting = [p for p in idle if not pod_ready(p)]
-    surplus = len(idle) - spec.get("maxReady", 500)
-    if surplus > 0:  # starting ones first, then the youngest
-        doomed += (starting + sorted(ready, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True))[:surplus]
-    for pod in doomed:
+    plan = plan_pool(pods, r.pool_spec(pool), manifest["metadata"]["labels"][r.LABEL_POOL_TEMPLATE], orphaned)
+    for pod in plan.doomed:
         log.info("pool %s/%s: deleting worker %s", namespace, name, pod["metadata"]["name"])
         await delete_ignoring_missing(lambda n, ns: core.delete_namespaced_pod(n, ns), pod["metadata"]["name"],
                                       namespace)
-    # A worker being handed over (claimed, not yet its session's) still holds its place: the
-    # replacement starts once the hand-over is done, not beside it on the same CPUs.
-    handing_over = [p for p in claimed if owned_by_pool(p) and p not in doomed]
-    deficit = spec.get("minReady", 1) - (len(idle) + len(handing_over) - max(surplus, 0))
-    if deficit > 0:
-        results = await asyncio.gather(*(core.create_namespaced_pod(namespace, manifest) for _ in range(deficit)),
+    if plan.deficit:
+        results = await asyncio.gather(*(core.create_namespaced_pod(namespace, manifest) for _ in range(plan.deficit)),
                                        return_exceptions=True)
         failures = [res for res in results if isinstance(res, Exception)]
         if failures:
             raise failures[0]
-    remaining = lambda pods: len([p for p in pods if p not in doomed])  # noqa: E731
-    return PoolCounts(ready=remaining(ready), starting=remaining(starting) + max(deficit, 0),
-                      claimed=remaining(claimed))
+    return plan.counts
 
 
 async def session_exists_by_uid(custom, namespace: str, uid: str) -> bool:

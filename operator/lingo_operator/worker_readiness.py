@@ -16,8 +16,9 @@ from lingo_api.kube_time import seconds_since
 from . import metrics
 from .events import post_event
 from .kube import delete_ignoring_missing
+from .memo import OperatorMemo
 from .session_handlers import reconcile_session
-from .session_status import (SessionGone, TASK_ENDED, TERMINAL_PHASES, condition_true, set_condition, task_ended,
+from .session_status import (SessionGone, TERMINAL_PHASES, condition_true, set_condition, task_ended,
                              update_status)
 from .watched import SESSIONS, WORKER_PODS
 from .worker_claim import claimed_message
@@ -28,43 +29,44 @@ def worker_condition(pod: dict) -> tuple[bool, str, str]:
     status = pod.get("status") or {}
     phase = status.get("phase", "Pending")
     if pod_ready(pod):
-        return True, "WorkerReady", "worker is serving the control API"
+        return True, r.Reason.WORKER_READY, "worker is serving the control API"
     if phase == "Failed":
-        return False, "WorkerFailed", status.get("message") or "worker pod failed"
+        return False, r.Reason.WORKER_FAILED, status.get("message") or "worker pod failed"
     if phase == "Succeeded":  # a worker exits 0 only when its task ended
-        return False, TASK_ENDED, "the translation task ended; the worker exited and freed its resources"
+        return False, r.Reason.TASK_ENDED, "the translation task ended; the worker exited and freed its resources"
     scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
     if scheduled and scheduled.get("status") == "False":
-        return False, "WorkerUnschedulable", scheduled.get("message") or "no node can run the worker"
+        return False, r.Reason.WORKER_UNSCHEDULABLE, scheduled.get("message") or "no node can run the worker"
     waiting = [
         cs.get("state", {}).get("waiting") for cs in status.get("containerStatuses") or [] if cs.get("state", {}).get("waiting")
     ]
     if waiting:
-        return False, waiting[0].get("reason", "WorkerStarting"), waiting[0].get("message") or "worker is starting"
-    return False, "WorkerStarting", f"worker pod is {phase}"
+        return (False, waiting[0].get("reason", r.Reason.WORKER_STARTING),
+                waiting[0].get("message") or "worker is starting")
+    return False, r.Reason.WORKER_STARTING, f"worker pod is {phase}"
 
 
 @kopf.on.event("", "v1", "pods", **WORKER_PODS)
-async def worker_pod_event(event, body, memo: kopf.Memo, logger, **_):
+async def worker_pod_event(event, body, memo: OperatorMemo, logger, **_):
     meta = body["metadata"]
     session_name = meta.get("labels", {}).get(r.LABEL_SESSION)
     if not session_name:
         return
     deleted = event.get("type") == "DELETED"
     if deleted:
-        ready, reason, message = False, "WorkerDeleted", "worker pod was deleted"
+        ready, reason, message = False, r.Reason.WORKER_DELETED, "worker pod was deleted"
     else:
         ready, reason, message = worker_condition(body)
     pod_ip = (body.get("status") or {}).get("podIP")
     pool = meta["labels"].get(r.LABEL_POOL)
     if ready and pool:  # a claimed worker: in the room since its claim (the reconciler posts the event)
-        reason, message = "WorkerClaimed", claimed_message(meta["name"], pool)
+        reason, message = r.Reason.WORKER_CLAIMED, claimed_message(meta["name"], pool)
     ended = deleted or (body.get("status") or {}).get("phase") in ("Failed", "Succeeded")
     follow_readiness(memo, logger, body, wanted=not (ended or ready or pool or meta.get("deletionTimestamp")))
     await record_worker_state(memo, logger, meta, pod_ip, ready, reason, message, ended)
 
 
-async def record_worker_state(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: str | None, ready: bool, reason: str,
+async def record_worker_state(memo: OperatorMemo, logger, pod_meta: dict, pod_ip: str | None, ready: bool, reason: str,
                               message: str, ended: bool) -> None:
     """Write what a session's worker pod is doing into the session's WorkerReady condition (with
     an event when it flips), and give the session a new worker if this one ended."""
@@ -99,12 +101,13 @@ async def record_worker_state(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: s
             seconds_since(session["metadata"]["creationTimestamp"]))
     if session is not None and not (ready and pool):
         await post_event(memo.core, session, reason, message,
-                         warning=not ready and reason not in ("WorkerStarting", "WorkerDeleted", TASK_ENDED))
+                         warning=not ready and reason not in (r.Reason.WORKER_STARTING, r.Reason.WORKER_DELETED,
+                                                              r.Reason.TASK_ENDED))
     if current and ended:  # the session needs another worker now, not at the next drift check
         latest = await memo.custom.get_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL,
                                                                 session_name)
         if (latest.get("status") or {}).get("phase") == r.Phase.READY:
-            await replace_worker_if_gone(memo, latest, logger, "WorkerReplaced")
+            await replace_worker_if_gone(memo, latest, logger, r.Reason.WORKER_REPLACED)
 
 
 # -- readiness reported by the worker -------------------------------------------------------
@@ -112,7 +115,7 @@ async def record_worker_state(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: s
 READY_WAIT_SECONDS = 50  # per request; the worker allows up to 60
 
 
-def follow_readiness(memo: kopf.Memo, logger, pod: dict, wanted: bool) -> None:
+def follow_readiness(memo: OperatorMemo, logger, pod: dict, wanted: bool) -> None:
     """A starting cold worker is asked to report its readiness (`GET /readyz?wait=`), answered
     the moment it has joined with engines loaded, so WorkerReady does not wait for the kubelet's
     next probe and its status round trips. The probe still decides the pod's Ready condition."""
@@ -128,7 +131,7 @@ def follow_readiness(memo: kopf.Memo, logger, pod: dict, wanted: bool) -> None:
             _await_worker_ready(memo, logger, pod["metadata"], pod_ip), name=f"readiness-{pod['metadata']['name']}")
 
 
-async def _await_worker_ready(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: str) -> None:
+async def _await_worker_ready(memo: OperatorMemo, logger, pod_meta: dict, pod_ip: str) -> None:
     url = f"http://{pod_ip}:{r.WORKER_PORT}/readyz"
     try:
         while True:
@@ -141,7 +144,7 @@ async def _await_worker_ready(memo: kopf.Memo, logger, pod_meta: dict, pod_ip: s
                         return
             except (aiohttp.ClientError, TimeoutError):
                 await asyncio.sleep(0.1)  # not listening yet (process starting)
-        await record_worker_state(memo, logger, pod_meta, pod_ip, True, "WorkerReady",
+        await record_worker_state(memo, logger, pod_meta, pod_ip, True, r.Reason.WORKER_READY,
                                   "worker joined the room with its engines loaded", ended=False)
     except Exception:  # the pod watcher and the probe remain; this is only the fast path
         logger.exception("readiness of worker %s not followed", pod_meta["name"])
@@ -159,7 +162,7 @@ def worker_pods(namespace, name, status, meta, **_):
 
 
 @kopf.timer(**SESSIONS, interval=30, initial_delay=30, idle=15)
-async def session_drift(body, memo: kopf.Memo, logger, worker_pods: kopf.Index, **_):
+async def session_drift(body, memo: OperatorMemo, logger, worker_pods: kopf.Index, **_):
     """The backstop for a worker pod gone or ended behind our back (the pod watcher replaces
     one at once when it sees it go); rooms are lingo_operator.room_watch's job. Answered from
     the pod index: the API server is asked only about a pod the index shows missing or ended."""
@@ -169,10 +172,10 @@ async def session_drift(body, memo: kopf.Memo, logger, worker_pods: kopf.Index, 
     seen = list(worker_pods.get((body["metadata"]["namespace"], status.get("workerPodName")), []))
     if seen and all(phase not in ("Failed", "Succeeded") and not deleting for phase, deleting in seen):
         return
-    await replace_worker_if_gone(memo, body, logger, "Drift")
+    await replace_worker_if_gone(memo, body, logger, r.Reason.DRIFT)
 
 
-async def replace_worker_if_gone(memo: kopf.Memo, session, logger, reason: str) -> None:
+async def replace_worker_if_gone(memo: OperatorMemo, session, logger, reason: str) -> None:
     """If the session's worker pod is missing or has ended (a pooled worker is never restarted
     in place), delete what is left of it and give the session a worker again."""
     pod_name, namespace = (session.get("status") or {}).get("workerPodName"), session["metadata"]["namespace"]
