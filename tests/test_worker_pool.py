@@ -20,7 +20,7 @@ from lingo_api import resources as r
 from lingo_operator.worker_pod import SAFE_TO_EVICT
 
 from .helpers import (condition, create_pool, create_session, eventually, get_session, gone, kubectl,
-                      pool_status, wait_for_ready_workers, worker_ready)
+                      wait_for_ready_workers, worker_ready)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet")]
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from kubernetes_asyncio.client import ApiException, CoordinationV1Api
 
+from lingo_api.failure_text import describe_failure
 from lingo_api.kube_time import now_micro_time
 
 log = logging.getLogger("lingo.operator.leadership")
@@ -64,7 +65,7 @@ class LeaderElection:
             try:
                 renewed = await self._try_acquire_or_renew()
             except Exception as exc:  # the API server is unreachable: keep trying until the deadline
-                log.warning("renewing the lease failed: %s", type(exc).__name__)
+                log.warning("renewing the lease failed: %s", describe_failure(exc))
                 renewed = False
             if renewed:
                 last_renewed = time.monotonic()

@@ -4,6 +4,7 @@ every worker pod shares, which a WorkerPool's idle workers start from (operator/
 from __future__ import annotations
 
 from lingo_api import resources as r
+from lingo_api import worker_env
 from lingo_api.session_spec import SessionSpec, WorkerProfile
 
 from .config import OperatorConfig
@@ -25,14 +26,14 @@ def worker_pod_manifest(session: dict, spec: SessionSpec, config: OperatorConfig
     name = session["metadata"]["name"]
     secret = r.tokens_secret_name(name)
     env = [
-        {"name": "LINGO_SESSION_NAME", "value": name},
-        {"name": "LINGO_ROOM", "value": room},
-        {"name": "LINGO_JOIN_ROOM", "value": "true" if spec.room else "false"},
-        {"name": "LINGO_SOURCE_LANGUAGE", "value": spec.source_language},
-        {"name": "LINGO_TARGET_LANGUAGES", "value": ",".join(spec.target_languages)},
-        secret_env("LINGO_WORKER_TOKEN", secret, r.SECRET_WORKER_TOKEN),
-        secret_env("LINGO_PUBLISHER_TOKENS", secret, r.SECRET_PUBLISHER_TOKENS),
-        secret_env("LINGO_SUBSCRIBER_TOKENS", secret, r.SECRET_SUBSCRIBER_TOKENS),
+        {"name": worker_env.SESSION_NAME, "value": name},
+        {"name": worker_env.ROOM, "value": room},
+        {"name": worker_env.JOIN_ROOM, "value": "true" if spec.room else "false"},
+        {"name": worker_env.SOURCE_LANGUAGE, "value": spec.source_language},
+        {"name": worker_env.TARGET_LANGUAGES, "value": ",".join(spec.target_languages)},
+        secret_env(worker_env.WORKER_TOKEN, secret, r.SECRET_WORKER_TOKEN),
+        secret_env(worker_env.PUBLISHER_TOKENS, secret, r.SECRET_PUBLISHER_TOKENS),
+        secret_env(worker_env.SUBSCRIBER_TOKENS, secret, r.SECRET_SUBSCRIBER_TOKENS),
     ]
     return {
         "apiVersion": "v1",
@@ -53,17 +54,17 @@ def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> di
     gpu = profile == WorkerProfile.GPU.value
     env = [
         *env,
-        {"name": "LIVEKIT_URL", "value": config.livekit_worker_url},
-        {"name": "LINGO_WORKER_PROFILE", "value": profile},
-        {"name": "LINGO_WORKER_PORT", "value": str(r.WORKER_PORT)},
+        {"name": worker_env.LIVEKIT_URL, "value": config.livekit_worker_url},
+        {"name": worker_env.PROFILE, "value": profile},
+        {"name": worker_env.PORT, "value": str(r.WORKER_PORT)},
         # The worker binds its own pod IP: on a real node that is the pod network, on the
         # loopback kubelet it is a distinct 127.x address per pod.
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": worker_env.POD_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
     volumes = [{"name": "tmp", "emptyDir": {}}]
     mounts = [{"name": "tmp", "mountPath": "/tmp"}]
     if gpu:
-        env.append({"name": "LINGO_MODEL_DIR", "value": MODELS_MOUNT_PATH})
+        env.append({"name": worker_env.MODEL_DIR, "value": MODELS_MOUNT_PATH})
         if config.worker_gpu_models_pvc:
             volumes.append(
                 {"name": "models", "persistentVolumeClaim": {"claimName": config.worker_gpu_models_pvc, "readOnly": True}}

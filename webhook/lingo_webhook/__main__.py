@@ -17,7 +17,8 @@ from aiohttp import web
 from lingo_api.kube_client import new_api_client
 from lingo_api.untrusted import log_to_stderr
 
-from .app import AccessLogger, FacadeConfig, build_app
+from .app import AccessLogger, build_app
+from .settings import FacadeConfig
 from .metrics import metrics_endpoint
 
 log = logging.getLogger("lingo.webhook")

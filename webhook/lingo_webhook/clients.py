@@ -24,6 +24,7 @@ import yaml
 from kubernetes_asyncio.client import CustomObjectsApi
 
 from lingo_api import resources as r
+from lingo_api.failure_text import describe_failure
 
 from .api_keys import key_id_of
 from .errors import KUBERNETES_UNAVAILABLE, kubernetes_unavailable
@@ -90,7 +91,7 @@ class ClientRegistry:
                     raise
                 if not self._clients and self._loaded_at < 0:
                     raise KUBERNETES_UNAVAILABLE from exc
-                log.warning("API clients not refreshed (%s); using the last list", type(exc).__name__)
+                log.warning("API clients not refreshed (%s); using the last list", describe_failure(exc))
                 self._loaded_at = time.monotonic() - self._ttl + 1  # try again in a second
                 return
             clients, keys = {}, {}

@@ -9,6 +9,8 @@ import aiohttp
 from aiohttp import web
 from kubernetes_asyncio.client import ApiException
 
+from lingo_api.failure_text import describe_failure
+
 log = logging.getLogger("lingo.webhook")
 
 
@@ -64,7 +66,7 @@ async def json_errors(request: web.Request, handler):
         return error_response(exc.status, code, exc.reason or code.replace("_", " "))
     except Exception as exc:
         if kubernetes_unavailable(exc):
-            log.warning("%s %s: Kubernetes API unavailable (%s)", request.method, request.path, type(exc).__name__)
+            log.warning("%s %s: Kubernetes API unavailable (%s)", request.method, request.path, describe_failure(exc))
             error = KUBERNETES_UNAVAILABLE
             return error_response(error.status, error.code, error.message, headers=error.headers)
         # The trace goes to the log (which never carries secrets), not to the client.

@@ -12,6 +12,7 @@ from kubernetes_asyncio import watch
 from kubernetes_asyncio.client import ApiException, CustomObjectsApi
 
 from lingo_api import resources as r
+from lingo_api.failure_text import describe_failure
 
 log = logging.getLogger("lingo.webhook")
 
@@ -100,7 +101,7 @@ class SessionCache:
             except asyncio.CancelledError:
                 raise
             except (ApiException, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                log.warning("session informer restarting after %s", type(exc).__name__)
+                log.warning("session informer restarting after %s", describe_failure(exc))
                 await asyncio.sleep(1)
 
     async def _watch(self, resource_version: str) -> None:

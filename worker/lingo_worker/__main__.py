@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 
 from aiohttp import web
 
+from lingo_api.failure_text import describe_failure
 from lingo_api.livekit_sdk import run_and_exit
 from lingo_api.untrusted import log_to_stderr
 
@@ -17,7 +17,8 @@ from .claim import Claim, ClaimDesk
 from .control_api import ControlHub, TokenBook
 from .engines.base import EngineUnavailable
 from .http_app import build_control_app
-from .runtime import WorkerRuntime, WorkerSettings
+from .runtime import WorkerRuntime
+from .settings import WorkerSettings
 from .task import TaskState
 
 log = logging.getLogger("lingo.worker")
@@ -47,7 +48,7 @@ async def stay_in_room(runtime: WorkerRuntime, stop: asyncio.Event) -> int:
             await runtime.join_room()
             delay = 1.0
         except Exception as exc:  # LiveKit unreachable or refusing: retry
-            log.warning("joining the room failed (%s); retrying in %.0fs", type(exc).__name__, delay)
+            log.warning("joining the room failed (%s); retrying in %.0fs", describe_failure(exc), delay)
             await _first(stop.wait(), asyncio.sleep(delay))
             delay = min(delay * 2, 30)
             continue
@@ -136,16 +137,10 @@ async def serve(settings: WorkerSettings) -> int:
         await runner.cleanup()
 
 
-LOG_LEVEL_VARIABLE = "LINGO_LOG_LEVEL"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
 def main() -> None:
-    level = os.environ.get(LOG_LEVEL_VARIABLE, "INFO").upper()
-    if level not in LOG_LEVELS:
-        raise SystemExit(f"lingo-worker: {LOG_LEVEL_VARIABLE} must be one of {', '.join(LOG_LEVELS)}, not {level[:20]!r}")
-    log_to_stderr(level)
-    run_and_exit(lambda: asyncio.run(serve(WorkerSettings.from_env())))
+    settings = WorkerSettings.from_env()
+    log_to_stderr(settings.log_level)
+    run_and_exit(lambda: asyncio.run(serve(settings)))
 
 
 if __name__ == "__main__":

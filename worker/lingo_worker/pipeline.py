@@ -13,7 +13,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-import numpy as np
 
 from . import metrics, protocol
 from .audio_output import ChunkSink, QueuedSpeech, TranslatedTrack

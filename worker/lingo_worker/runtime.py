@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from livekit import rtc
@@ -22,6 +18,7 @@ from .background import BackgroundTasks
 from .captions import publish_caption
 from .control_peers import WEBSOCKET_SPEAKER_PREFIX
 from .pipeline import TranslationPipeline
+from .settings import WorkerSettings
 from .speaker_stream import SpeakerStream
 from .subscription_watch import watch_subscriptions
 from .task import TaskState, TaskUpdate, TranslationTask
@@ -31,51 +28,6 @@ log = logging.getLogger("lingo.worker")
 # Publisher audio that arrives while a cold worker's engines still load is kept (10 ms frames,
 # so about 30 s) and translated once they are ready, not dropped.
 EARLY_AUDIO_FRAMES = 3000
-
-
-@dataclass
-class WorkerSettings:
-    """A session's worker gets its room and tokens from its pod's environment; a pooled worker
-    (`pool` set) starts with neither and gets them from its claim (worker/lingo_worker/claim.py)."""
-
-    room: str
-    livekit_url: str
-    worker_token: str = field(repr=False)
-    client_tokens: list[str] = field(repr=False)
-    source_language: str
-    target_languages: list[str]
-    profile: str = "cpu"
-    model_dir: Path | None = None
-    host: str = "0.0.0.0"
-    port: int = 8080
-    pool: str = ""
-    claim_token: str = field(default="", repr=False)
-    join_room: bool = True  # false: a session without a LiveKit room (audio over the control WebSocket)
-
-    @classmethod
-    def from_env(cls) -> "WorkerSettings":
-        env = os.environ
-        pooled = bool(env.get("LINGO_POOL"))
-        required = ("LIVEKIT_URL", "LINGO_CLAIM_TOKEN") if pooled else ("LINGO_ROOM", "LIVEKIT_URL", "LINGO_WORKER_TOKEN")
-        missing = [k for k in required if not env.get(k)]
-        if missing:
-            raise SystemExit(f"lingo-worker: missing environment: {', '.join(missing)}")
-        tokens = [*json.loads(env.get("LINGO_PUBLISHER_TOKENS", "[]")), *json.loads(env.get("LINGO_SUBSCRIBER_TOKENS", "[]"))]
-        return cls(
-            room=env.get("LINGO_ROOM", ""),
-            livekit_url=env["LIVEKIT_URL"],
-            worker_token=env.get("LINGO_WORKER_TOKEN", ""),
-            client_tokens=tokens,
-            pool=env.get("LINGO_POOL", ""),
-            claim_token=env.get("LINGO_CLAIM_TOKEN", ""),
-            join_room=env.get("LINGO_JOIN_ROOM", "true") != "false",
-            source_language=env.get("LINGO_SOURCE_LANGUAGE", "en"),
-            target_languages=[t for t in env.get("LINGO_TARGET_LANGUAGES", "").split(",") if t],
-            profile=env.get("LINGO_WORKER_PROFILE", "cpu"),
-            model_dir=Path(env["LINGO_MODEL_DIR"]) if env.get("LINGO_MODEL_DIR") else None,
-            host=env.get("POD_IP") or env.get("LINGO_WORKER_HOST", "0.0.0.0"),
-            port=int(env.get("LINGO_WORKER_PORT", "8080")),
-        )
 
 
 class WorkerRuntime:

@@ -1,0 +1,20 @@
+"""The environment a worker pod is given: the operator writes it (operator/lingo_operator/worker_pod.py,
+worker_pool.py), the worker reads it (worker/lingo_worker/settings.py). One name each, defined here."""
+
+SESSION_NAME = "LINGO_SESSION_NAME"
+ROOM = "LINGO_ROOM"
+JOIN_ROOM = "LINGO_JOIN_ROOM"  # "false": a session without a LiveKit room
+SOURCE_LANGUAGE = "LINGO_SOURCE_LANGUAGE"
+TARGET_LANGUAGES = "LINGO_TARGET_LANGUAGES"  # comma-separated
+WORKER_TOKEN = "LINGO_WORKER_TOKEN"
+PUBLISHER_TOKENS = "LINGO_PUBLISHER_TOKENS"  # JSON lists
+SUBSCRIBER_TOKENS = "LINGO_SUBSCRIBER_TOKENS"
+POOL = "LINGO_POOL"  # set on a pooled worker: it waits for a claim
+CLAIM_TOKEN = "LINGO_CLAIM_TOKEN"
+LIVEKIT_URL = "LIVEKIT_URL"
+PROFILE = "LINGO_WORKER_PROFILE"
+PORT = "LINGO_WORKER_PORT"
+POD_IP = "POD_IP"  # the address it binds
+HOST = "LINGO_WORKER_HOST"  # the address it binds where no pod IP is given (tests)
+MODEL_DIR = "LINGO_MODEL_DIR"  # GPU profile
+LOG_LEVEL = "LINGO_LOG_LEVEL"
