@@ -320,7 +320,7 @@ def sentence_mode(talks: list[Talk], target: str, recognize: bool = True) -> dic
             recognizer = engines.recognizer_for(talk.language)
             heard = [recognizer.transcribe(talk.audio[int((s - 0.05) * RATE):int((e + 0.1) * RATE)], talk.language)
                      for s, e in talk.sentence_spans]
-            out[talk.language].update(recognizer=recognizer.name, wer=round(jiwer.wer(
+            out[talk.language].update(recognizer=recognizer.name, transcript=" ".join(heard), wer=round(jiwer.wer(
                 " ".join(normalized_words(" ".join(talk.sentences))), " ".join(normalized_words(" ".join(heard)))), 4))
     engines.translator.close()
     return out
@@ -328,16 +328,22 @@ def sentence_mode(talks: list[Talk], target: str, recognize: bool = True) -> dic
 
 def rescore(args: argparse.Namespace) -> None:
     """Scores of a saved run computed again from the units it heard (after a scorer changed);
-    the sentence-mode WER is kept from the run."""
+    the sentence-mode WER is kept from the run, and its transcript recognized again if the run
+    did not save it."""
     path = RESULTS_DIR / f"{args.name}.json"
     saved = json.loads(path.read_text())
-    languages = sorted({session["language"] for run in saved["runs"] for session in run["sessions"]})
+    sessions = [session for run in saved["runs"] for session in run["sessions"]]
+    languages = sorted({session["language"] for session in sessions})
     talks = {language: speak(language, script(language, args.sentences or None)) for language in languages}
-    references = sentence_mode(list(talks.values()), saved["target"], recognize=False)
+    missing = any("sentence_mode_transcript" not in session for session in sessions)
+    references = sentence_mode(list(talks.values()), saved["target"], recognize=missing)
     for run in saved["runs"]:
         for session in run["sessions"]:
-            talk, units = talks[session["language"]], [HeardUnit(**unit) for unit in session["units"]]
-            session["scores"] = score(talk, units, references[session["language"]]["reference_translation"])
+            language = session["language"]
+            talk, units = talks[language], [HeardUnit(**unit) for unit in session["units"]]
+            session.setdefault("sentence_mode_transcript", references[language].get("transcript", ""))
+            session["scores"] = score(talk, units, references[language]["reference_translation"],
+                                      session["sentence_mode_transcript"])
             session["evs_points"] = [(round(at, 2), round(span, 3)) for at, span in ear_voice_spans(talk, units)]
     args.target, args.plan = saved["target"], saved["plan"]
     print(write_results(args, saved["options"], saved["runs"], talks, saved))
@@ -385,10 +391,15 @@ def markdown(results: dict) -> str:
                 f"{sc['wer'] * 100:.1f}% ({s['sentence_mode_wer'] * 100:.1f}%) | {sc['chrf']} / {sc['bleu']} | "
                 f"{sc['units']} ({sc['units_dropped']}) | {b['tempo_mean']} / {b['tempo_max']} | "
                 f"{(b['queue_ms_p50'] or 0) / 1000:.2f} / {(b['queue_ms_max'] or 0) / 1000:.2f} | "
-                f"{sc['cut_words']} | {sc['loops']} (guard: {_count(w.get('recognition_loops'))}) | "
+                f"{_cuts(sc)} | {sc['loops']} (guard: {_count(w.get('recognition_loops'))}) | "
                 f"{w.get('cpu_percent_of_a_core', '?')}% / {w.get('peak_rss_mb', '?')} MB |")
     lines += ["", f"Goal: {json.dumps(GOAL)}; met: {json.dumps(results['goal_met'])}", "", provenance_line(results), ""]
     return "\n".join(lines)
+
+
+def _cuts(scores: dict) -> str:
+    split = scores.get("recognizer_split_words", 0)
+    return f"{scores['cut_words']}" + (f" ({split} split by the recognizer)" if split else "")
 
 
 def _count(value) -> str:
@@ -452,12 +463,14 @@ def main() -> None:
             sessions = []
             for language, outcome in zip(group, outcomes):
                 talk = talks[language]
-                scores = score(talk, outcome["units"], baseline[language]["reference_translation"])
+                scores = score(talk, outcome["units"], baseline[language]["reference_translation"],
+                               baseline[language]["transcript"])
                 queue_points = [(unit_start, t[f"queue_ms.{args.target}"])
                                 for unit_start, t in _queue_points(outcome, args.target)]
                 sessions.append({
                     "language": language, "scores": scores, "backlog": outcome["backlog"],
                     "worker": outcome["worker"], "sentence_mode_wer": baseline[language]["wer"],
+                    "sentence_mode_transcript": baseline[language]["transcript"],
                     "evs_points": [(round(at, 2), round(span, 3)) for at, span in
                                    ear_voice_spans(talk, outcome["units"])],
                     "queue_points": queue_points,
