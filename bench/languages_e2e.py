@@ -3,7 +3,8 @@ speech out, with the real worker process and engines.
 
 For each source language of api/lingo_api/languages.json, one session translates it into one target (a
 direct pair, Spanish or English where there is one); the publisher speaks the language's probe
-sentence (lingo_worker.language_matrix.PROBES, by bench/speech.py's voice) twice, and the
+sentence (lingo_worker.language_matrix.PROBES, by bench/speech.py's voice) twice, in consecutive
+interpretation (sentence by sentence, as bench/worker_latency.py measures), and the
 benchmark records what the worker heard and translated, and end of speech -> first translated
 audio at a subscriber. Sessions run one after another, each alone on the machine.
 

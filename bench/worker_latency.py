@@ -62,8 +62,10 @@ class Listener:
 
 
 async def run(facade: str, secret: str, rounds: int, language: str, source: str = "en",
-              sentences: list[str] = SENTENCES) -> dict:
-    """One session speaking `sentences` (`rounds` times) in `source`, translated into `language`."""
+              sentences: list[str] = SENTENCES, interpretation: str = "consecutive") -> dict:
+    """One session speaking `sentences` (`rounds` times) in `source`, translated into `language`.
+    Consecutive by default: "end of speech -> translated audio" is a sentence-by-sentence measure
+    (in simultaneous interpretation the translation starts before the sentence ends)."""
     headers = {"ClientID": "bench", "ClientSecret": secret}
     async with aiohttp.ClientSession(base_url=facade) as http:
         async with http.post("/session-storage/sessions", headers=headers, json={"data": {
@@ -86,6 +88,12 @@ async def run(facade: str, secret: str, rounds: int, language: str, source: str 
         await listening.connect(data["stream_url"], data["subscriber"][0])
         timings: list[dict] = []
         texts: dict[str, list[str]] = {"heard": [], "translated": []}
+        async with http.ws_connect(data["control_url"], params={"token": data["publisher"][0]}) as control:
+            await control.send_str(json.dumps({"message_type": "set_task",
+                                               "data": {"options": {"interpretation": interpretation}}}))
+            async for message in control:  # until the worker acknowledges it
+                if json.loads(message.data)["message_type"] in ("task_status", "error"):
+                    break
         ws = await http.ws_connect(data["control_url"], params={"token": data["subscriber"][0]})
 
         async def collect():
@@ -204,7 +212,7 @@ def main() -> None:
                "note": "includes the VAD's end-of-segment silence (400 ms, shrinking with longer speech)"}
     stage_rows = "\n".join(f"| {k} | {v['p50']} | {v['p95']} | {v['max']} |" for k, v in stages.items())
     rtf_rows = "\n".join(f"| {k} | {v['p50']} | {v['p95']} |" for k, v in rtf.items())
-    markdown = f"""# Worker latency, CPU engines, en→{lang}, {args.sessions} session(s) at once ({machine()['cpus']} CPUs, {raw['segments']} sentences)
+    markdown = f"""# Worker latency, CPU engines, en→{lang}, {args.sessions} session(s) at once, consecutive interpretation ({machine()['cpus']} CPUs, {raw['segments']} sentences)
 
 | end of speech → first translated audio | p50 | p95 | max | goal (one session) |
 |---|---|---|---|---|
