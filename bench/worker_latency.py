@@ -92,7 +92,7 @@ async def run(facade: str, secret: str, rounds: int, language: str, source: str 
             await control.send_str(json.dumps({"message_type": "set_task",
                                                "data": {"options": {"interpretation": interpretation}}}))
             async for message in control:  # until the worker acknowledges it
-                if json.loads(message.data)["message_type"] in ("task_status", "error"):
+                if json.loads(message.data)["message_type"] in ("current_task", "task_status", "error"):
                     break
         ws = await http.ws_connect(data["control_url"], params={"token": data["subscriber"][0]})
 
