@@ -184,9 +184,12 @@ def main() -> None:
 
     usage_samples: list[tuple[float, dict[int, float], dict[int, float]]] = []
 
-    with loopback_stack(NAMESPACE, with_kubelet=True) as (cluster, facade):
-        secret = register_client(cluster, NAMESPACE, "bench", max_sessions=10)
-        raw = asyncio.run(all_sessions(facade, secret))
+    try:
+        with loopback_stack(NAMESPACE, with_kubelet=True) as (cluster, facade):
+            secret = register_client(cluster, NAMESPACE, "bench", max_sessions=10)
+            raw = asyncio.run(all_sessions(facade, secret))
+    finally:
+        speech.close()  # Festival's scratch folder goes with it
     lang, timings = args.language, raw["timings"]
     usage = worker_usage_while_speaking(usage_samples, raw["speaking"])
     # pipeline_timings carries Palabra's flat {name: value}; per-language stages are "<stage>.<lang>".
