@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import difflib
 
-import numpy as np
 import pytest
 
-from lingo_worker.audio_output import resample
-from lingo_worker.engines.base import ASR_SAMPLE_RATE
+from lingo_worker.audio_output import to_asr_samples
 from lingo_worker.engines.registry import build_engines
 
 # Italian and Catalan speech runs at 5-6 of Whisper's text tokens a second, more when spoken fast;
@@ -32,7 +30,7 @@ def engines():
 def test_a_fast_long_sentence_is_decoded_to_its_last_word(engines, language):
     sentence = LONG_SENTENCES[language]
     spoken = engines.synthesizer.synthesize(sentence, language, tempo=TEMPO)
-    audio = resample(spoken.samples.astype(np.float32) / 32768, spoken.sample_rate, ASR_SAMPLE_RATE)
+    audio = to_asr_samples(spoken.samples, spoken.sample_rate)
     words = engines.recognizer_for(language).transcribe_words(audio, language)
     heard = [word.text.strip(".,").lower() for word in words]
     last = sentence.rstrip(".").split()[-1].lower()

@@ -93,7 +93,7 @@ class Reason:
 
 
 # A WorkerPool's spec where it leaves a field out: the defaults of crds/workerpool.yaml, which the
-# API server applies (tests/test_chart.py checks the two agree); here for objects read before that.
+# API server applies (tests/test_pool_plan.py checks the two agree); here for objects read before that.
 POOL_DEFAULTS = {"profile": "cpu", "sourceLanguage": "en", "targetLanguages": ["es"], "minReady": 1, "maxReady": 500}
 
 
