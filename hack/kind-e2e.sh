@@ -34,9 +34,10 @@ helm upgrade --install lingo charts/lingo-operator -n "$NAMESPACE" --wait --time
   --set livekit.publicUrl=ws://livekit-server.livekit.svc.cluster.local:7880 \
   --set facade.publicUrl=http://lingo-facade.lingo.svc.cluster.local
 
-# Register the e2e client (only its hash goes to the cluster; the secret goes to the Job).
+# Register the e2e client in the sessions namespace (only its hash goes to the cluster; the
+# secret goes to the Job).
 client_secret=$(openssl rand -hex 24)
-.venv/bin/python -m lingo_webhook.clients manifest e2e --namespace "$NAMESPACE" --secret "$client_secret" \
+.venv/bin/python -m lingo_webhook.clients manifest e2e --namespace "$NAMESPACE-sessions" --secret "$client_secret" \
   | kubectl apply -f -
 kubectl -n "$NAMESPACE" create secret generic lingo-e2e-client --from-literal=secret="$client_secret" \
   --dry-run=client -o yaml | kubectl apply -f -

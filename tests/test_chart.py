@@ -15,6 +15,7 @@ from kubernetes_asyncio.client import CoreV1Api, RbacAuthorizationV1Api
 from lingo_api import resources as r
 from lingo_loopback.binaries import REPO_ROOT, helm_binary
 from lingo_loopback.stack import start_operator
+from lingo_operator import claim_signing
 
 from .helpers import create_session, delete_and_wait, kubectl, wait_for_phase
 
@@ -53,12 +54,13 @@ def test_values_schema_rejects_nonsense():
 
 
 def test_rendered_manifests_pass_server_side_dry_run(cluster, tmp_path: Path):
-    kubectl(cluster, "create", "namespace", "lingo")
+    for namespace in ("lingo", "lingo-sessions"):  # a dry run cannot fill a namespace it makes
+        kubectl(cluster, "create", "namespace", namespace)
     docs = render("facade.ingress.enabled=true", "operator.watchNamespaces={team-a,team-b-*}")
     kinds = sorted(doc["kind"] for doc in docs)
     # a glob in watchNamespaces: the ClusterRole over every namespace, beside the cluster-wide reads
     assert kinds == ["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment",
-                     "Deployment", "Ingress", "NetworkPolicy",
+                     "Deployment", "Ingress", "Namespace", "NetworkPolicy",
                      "PodDisruptionBudget", "PodDisruptionBudget", "Role", "Role", "RoleBinding", "RoleBinding",
                      "Service", "ServiceAccount", "ServiceAccount", "WorkerPool"]
     manifest = tmp_path / "rendered.yaml"
@@ -123,7 +125,8 @@ def test_monitoring_extras_render_a_service_monitor_and_a_grafana_dashboard():
 def test_livekit_deployed_by_the_chart_passes_server_side_dry_run(cluster, tmp_path: Path):
     """livekit.deploy with two servers: they share Redis, the operator and workers dial the chart's
     LiveKit Service, the workers' NetworkPolicy admits it, and Redis admits only LiveKit."""
-    kubectl(cluster, "create", "namespace", "lingo-lk")
+    for namespace in ("lingo-lk", "lingo-lk-sessions"):  # a dry run cannot fill a namespace it makes
+        kubectl(cluster, "create", "namespace", namespace)
     docs = render("livekit.deploy=true", "livekit.replicas=2", namespace="lingo-lk")
     config = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["livekit.yaml"])
     assert config["room"]["auto_create"] is False
@@ -152,45 +155,105 @@ def test_operator_deployment_carries_livekit_secret_by_reference_only():
     assert "value" not in env["LIVEKIT_API_SECRET"]
 
 
-@pytest.mark.usefixtures("operator")
-@pytest.mark.parametrize("scope", ["all namespaces", "named namespaces"])
-async def test_operator_runs_with_only_the_charts_rbac(scope, cluster, kube, facade_url, tmp_path: Path):
-    """Apply the chart's RBAC as rendered (release namespace and ServiceAccount renamed) and run an
-    operator as its ServiceAccount, with leader election on (as the chart runs it). With named
-    `operator.watchNamespaces` it gets Roles there and nothing namespaced elsewhere (issue 24)."""
-    suffix = secrets.token_hex(3)
-    namespace = f"rbac-{suffix}"
-    sets = [f"fullnameOverride=rbac-{suffix}"]
-    if scope == "named namespaces":
-        sets.append(f"operator.watchNamespaces={{{namespace}}}")
-    core, rbac = CoreV1Api(kube), RbacAuthorizationV1Api(kube)
-    await core.create_namespace({"metadata": {"name": namespace}})
-    await core.create_namespaced_service_account(namespace, {"metadata": {"name": f"rbac-{suffix}-operator"}})
-    rbac_docs = [d for d in render(*sets, namespace=namespace)
-                 if d["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
-                 and "-operator" in d["metadata"]["name"]]
-    for doc in rbac_docs:
+async def _apply_rbac(kube, docs: list[dict]) -> None:
+    rbac = RbacAuthorizationV1Api(kube)
+    for doc in docs:
         create = {"Role": rbac.create_namespaced_role, "RoleBinding": rbac.create_namespaced_role_binding}.get(doc["kind"])
         if create:
             await create(doc["metadata"]["namespace"], doc)
         else:
             await (rbac.create_cluster_role if doc["kind"] == "ClusterRole" else rbac.create_cluster_role_binding)(doc)
+
+
+async def _delete_cluster_rbac(kube, docs: list[dict]) -> None:
+    rbac = RbacAuthorizationV1Api(kube)
+    for doc in docs:
+        if doc["kind"] == "ClusterRole":
+            await rbac.delete_cluster_role(doc["metadata"]["name"])
+        elif doc["kind"] == "ClusterRoleBinding":
+            await rbac.delete_cluster_role_binding(doc["metadata"]["name"])
+
+
+def _rbac_docs(docs: list[dict], component: str) -> list[dict]:
+    return [d for d in docs if d["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+            and f"-{component}" in d["metadata"]["name"]]
+
+
+def _can_i(cluster, account: str, verb: str, what: str, namespace: str) -> bool:
+    answer = kubectl(cluster, "auth", "can-i", verb, what, "-n", namespace, "--as", account).stdout.strip()
+    assert answer in ("yes", "no"), answer
+    return answer == "yes"
+
+
+async def test_the_facade_reaches_only_the_sessions_namespace(cluster, kube):
+    """Issue 24, finding 2: the internet-facing facade may read the sessions' tokens Secrets, and
+    nothing of the release namespace: not the LiveKit secret, not the operator's claim-signing
+    key, not the leader Lease. The chart's RBAC as rendered, asked with `kubectl auth can-i`."""
+    suffix = secrets.token_hex(3)
+    release, sessions = f"fac-{suffix}", f"fac-{suffix}-sessions"
+    core = CoreV1Api(kube)
+    for namespace in (release, sessions):
+        await core.create_namespace({"metadata": {"name": namespace}})
+    docs = render(f"fullnameOverride=fac-{suffix}", namespace=release)
+    rbac_docs = _rbac_docs(docs, "facade") + _rbac_docs(docs, "operator")
+    try:
+        await _apply_rbac(kube, rbac_docs)
+        facade = f"system:serviceaccount:{release}:fac-{suffix}-facade"
+        operator = f"system:serviceaccount:{release}:fac-{suffix}-operator"
+        assert not _can_i(cluster, facade, "get", "secrets/livekit-credentials", release)
+        assert not _can_i(cluster, facade, "get", "secrets/lingo-claim-signing-key", release)
+        assert not _can_i(cluster, facade, "update", "leases/lingo-operator", release)
+        assert not _can_i(cluster, facade, "list", "secrets", sessions)  # by name only: a session's
+        assert _can_i(cluster, facade, "get", "secrets/s1-tokens", sessions)
+        assert _can_i(cluster, facade, "create", "streamingsessions.translation.lingo.dev", sessions)
+        assert _can_i(cluster, operator, "get", "secrets/lingo-claim-signing-key", release)
+    finally:
+        for namespace in (release, sessions):
+            await core.delete_namespace(namespace)
+        await _delete_cluster_rbac(kube, rbac_docs)
+
+
+@pytest.mark.usefixtures("operator")
+@pytest.mark.parametrize("scope", ["all namespaces", "named namespaces"])
+async def test_operator_runs_with_only_the_charts_rbac(scope, cluster, kube, facade_url, tmp_path: Path):
+    """Apply the chart's RBAC as rendered (release namespace and ServiceAccount renamed) and run an
+    operator as its ServiceAccount, with leader election on (as the chart runs it), on sessions in
+    the chart's sessions namespace. With named `operator.watchNamespaces` it gets Roles there and
+    nothing namespaced elsewhere (issue 24); its claim-signing key it makes in its own namespace."""
+    suffix = secrets.token_hex(3)
+    namespace, sessions = f"rbac-{suffix}", f"rbac-{suffix}-sessions"
+    made = [namespace, sessions]
+    sets = [f"fullnameOverride=rbac-{suffix}"]
+    if scope == "named namespaces":
+        sets.append(f"operator.watchNamespaces={{team-{suffix}}}")  # the sessions namespace is added
+        made.append(f"team-{suffix}")
+    core = CoreV1Api(kube)
+    for name in made:
+        await core.create_namespace({"metadata": {"name": name}})
+    await core.create_namespaced_service_account(namespace, {"metadata": {"name": f"rbac-{suffix}-operator"}})
+    rendered = render(*sets, namespace=namespace)
+    rbac_docs = _rbac_docs(rendered, "operator")
+    await _apply_rbac(kube, rbac_docs)
+    operator_command = next(d for d in rendered if d["kind"] == "Deployment"
+                            and d["metadata"]["name"].endswith("-operator"))["spec"]["template"]["spec"]["containers"][0]["command"]
+    if scope == "named namespaces":
+        assert f"--namespace={sessions}" in operator_command
     account = f"system:serviceaccount:{namespace}:rbac-{suffix}-operator"
-    elsewhere = kubectl(cluster, "auth", "can-i", "create", "pods", "-n", "kube-system", "--as", account)
-    assert elsewhere.stdout.strip() == ("yes" if scope == "all namespaces" else "no"), elsewhere.stdout
+    assert _can_i(cluster, account, "create", "pods", "kube-system") == (scope == "all namespaces")
     token = (await core.create_namespaced_service_account_token(
         f"rbac-{suffix}-operator", namespace, {"spec": {"expirationSeconds": 3600}})).status.token
     config = yaml.safe_load(cluster.kubeconfig.read_text())
     config["users"][0]["user"] = {"token": token}
     kubeconfig = tmp_path / "operator-sa.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
-    process = start_operator(cluster, facade_url, namespaces=[namespace], name=f"operator-rbac-{suffix}",
-                             extra_env={"KUBECONFIG": str(kubeconfig)},
-                             extra_args=["--leader-elect", f"--leader-elect-namespace={namespace}"])
+    process = start_operator(cluster, facade_url, namespaces=[sessions], name=f"operator-rbac-{suffix}",
+                             extra_env={"KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": namespace},
+                             extra_args=["--leader-elect"])
     try:
-        await create_session(kube, namespace, "rbac-check")
-        await wait_for_phase(kube, namespace, "rbac-check", r.Phase.READY, timeout=30)
-        await delete_and_wait(kube, namespace, "rbac-check")  # the finalizer path runs under the role too
+        await create_session(kube, sessions, "rbac-check")
+        await wait_for_phase(kube, sessions, "rbac-check", r.Phase.READY, timeout=30)
+        await delete_and_wait(kube, sessions, "rbac-check")  # the finalizer path runs under the role too
+        assert await core.read_namespaced_secret(claim_signing.SECRET_NAME, namespace)
         log = (cluster.log_dir / f"operator-rbac-{suffix}.log").read_text()
         # An API refusal logs "Forbidden" or a 403 status; a bare "403" would also match a timestamp's
         # milliseconds ("10:32:37,403", which failed a .ci/run once).
@@ -198,12 +261,9 @@ async def test_operator_runs_with_only_the_charts_rbac(scope, cluster, kube, fac
         assert not refusals, refusals[:5]
     finally:
         process.stop()
-        await core.delete_namespace(namespace)
-        for doc in rbac_docs:
-            if doc["kind"] == "ClusterRole":
-                await rbac.delete_cluster_role(doc["metadata"]["name"])
-            elif doc["kind"] == "ClusterRoleBinding":
-                await rbac.delete_cluster_role_binding(doc["metadata"]["name"])
+        for name in made:
+            await core.delete_namespace(name)
+        await _delete_cluster_rbac(kube, rbac_docs)
 
 
 

@@ -35,6 +35,7 @@ from .speech import SENTENCE, ControlClient, audible_frames, listen_to_track, pu
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1200)]
 
 NAMESPACE = "lingo"
+SESSIONS = "lingo-sessions"  # the chart's default sessions namespace: sessions, workers, ApiClients
 RELEASE = "lingo"
 FACADE_NODE_PORT = 30080
 CLIENT_ID = "node-e2e"
@@ -102,7 +103,7 @@ def release(node):
               "--timeout", "5m", *[arg for value in values for arg in ("--set", value)])
     print(f"\nhelm install --wait took {time.monotonic() - started:.1f}s", file=sys.stderr)
     client_secret = secrets.token_urlsafe(24)
-    manifest = api_client_manifest(CLIENT_ID, hash_secret(client_secret), 5, NAMESPACE)
+    manifest = api_client_manifest(CLIENT_ID, hash_secret(client_secret), 5, SESSIONS)
     node.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     yield Release(facade_url, client_secret, values)
     node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
@@ -218,14 +219,14 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
                 break
             assert time.monotonic() < deadline, f"worker not ready: {session['conditions']}"
             await asyncio.sleep(0.3)
-        worker_pod = node.kubectl("-n", NAMESPACE, "get", "streamingsession", session_id, "-o",
+        worker_pod = node.kubectl("-n", SESSIONS, "get", "streamingsession", session_id, "-o",
                                   "jsonpath={.status.workerPodName}").stdout.strip()
-        pod_ip = node.kubectl("-n", NAMESPACE, "get", "pod", worker_pod, "-o", "jsonpath={.status.podIP}").stdout.strip()
-        readyz = node.kubectl("-n", NAMESPACE, "exec", worker_pod, "--", "python3", "-c",
+        pod_ip = node.kubectl("-n", SESSIONS, "get", "pod", worker_pod, "-o", "jsonpath={.status.podIP}").stdout.strip()
+        readyz = node.kubectl("-n", SESSIONS, "exec", worker_pod, "--", "python3", "-c",
                               "import urllib.request; print(urllib.request.urlopen("
                               f"'http://{pod_ip}:{r.WORKER_PORT}/readyz', timeout=5).status)").stdout.strip()
         assert readyz == "200", readyz
-        while not pod_ready(json.loads(node.kubectl("-n", NAMESPACE, "get", "pod", worker_pod, "-o", "json").stdout)):
+        while not pod_ready(json.loads(node.kubectl("-n", SESSIONS, "get", "pod", worker_pod, "-o", "json").stdout)):
             assert time.monotonic() < deadline, f"pod {worker_pod} never passed its readiness probe"
             await asyncio.sleep(0.3)
         how = [c.get("reason") for c in session["conditions"] if c.get("type") == r.Condition.WORKER_READY]
@@ -233,7 +234,7 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
 
         # The chart's securityContext is in effect inside the worker container, and cluster DNS
         # answers for the cluster only (no upstream).
-        inside = node.kubectl("-n", NAMESPACE, "exec", worker_pod, "--", "sh", "-c",
+        inside = node.kubectl("-n", SESSIONS, "exec", worker_pod, "--", "sh", "-c",
                               "id -u; grep -E '^Cap(Prm|Eff|Bnd):' /proc/self/status; grep NoNewPrivs /proc/self/status;"
                               " touch /probe 2>/dev/null && echo rw || echo ro;"
                               " getent hosts kubernetes.default.svc | cut -d' ' -f1;"
@@ -252,7 +253,7 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
     started = time.monotonic()
 
     def collected():
-        left = node.kubectl("-n", NAMESPACE, "get", "pod,secret", "-l", f"{r.LABEL_SESSION}={session_id}",
+        left = node.kubectl("-n", SESSIONS, "get", "pod,secret", "-l", f"{r.LABEL_SESSION}={session_id}",
                             "-o", "name").stdout.split()
         return not left or None
 
@@ -329,9 +330,11 @@ def test_helm_uninstall_leaves_nothing_behind(node, release):
         return not left or None
 
     wait_for(nothing_left, 120, "every resource of the release to go")
-    # Helm never deletes the CRDs it installed from crds/ (it would delete every session with them).
+    # Helm never deletes the CRDs it installed from crds/ (it would delete every session with them),
+    # and keeps the sessions namespace for the same reason.
     crds = node.kubectl("get", "crds", "-o", "name").stdout
     assert "streamingsessions.translation.lingo.dev" in crds
+    assert node.kubectl("get", "namespace", SESSIONS, "-o", "name").stdout.strip() == f"namespace/{SESSIONS}"
 
 
 def test_nothing_tried_to_leave_the_pod_network(node):

@@ -8,21 +8,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 from livekit import api as livekit_api
 
+from lingo_api import claim_grant, worker_env
 from lingo_api import resources as r
 
+from lingo_operator import claim_signing
 from lingo_operator.worker_pod import SAFE_TO_EVICT
 
 from .helpers import (condition, create_pool, create_session, eventually, get_session, gone, kubectl,
                       wait_for_ready_workers, worker_ready)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("operator", "kubelet")]
+
+OPERATOR_NAMESPACE = "default"  # the loopback operator's own (no POD_NAMESPACE): its claim-signing key
 
 
 async def translator_in_room(livekit, room: str) -> bool:
@@ -136,35 +145,54 @@ async def test_scale_down_and_pool_deletion_leave_claimed_workers_serving(kube, 
 
 
 async def test_the_claim_endpoint_refuses_strangers_bad_input_and_a_second_session(kube, worker_namespace, cluster):
+    """Only the operator's grant for this pod and this body claims a worker (issue 24, finding 8):
+    nothing in the sessions namespace (pods, Secrets) is enough to make one."""
     core = CoreV1Api(kube)
     await create_pool(kube, worker_namespace, minReady=1)
     await wait_for_ready_workers(kube, worker_namespace, 1)
     (idle,) = (await core.list_namespaced_pod(worker_namespace,
                                               label_selector=f"{r.LABEL_POOL_STATE}={r.POOL_STATE_IDLE}")).items
     url = f"http://{idle.status.pod_ip}:{r.WORKER_PORT}/claim"
-    secret = await core.read_namespaced_secret(r.pool_claim_secret_name("warm"), worker_namespace)
-    token = base64.b64decode(secret.data[r.SECRET_CLAIM_TOKEN]).decode()
-    bearer = {"Authorization": f"Bearer {token}"}
+    secrets_here = (await core.list_namespaced_secret(worker_namespace)).items
+    assert all(s.metadata.name.endswith("-tokens") for s in secrets_here), [s.metadata.name for s in secrets_here]
+    signing = await core.read_namespaced_secret(claim_signing.SECRET_NAME, OPERATOR_NAMESPACE)
+    operator_key = load_pem_private_key(base64.b64decode(signing.data[claim_signing.SECRET_KEY]), password=None)
     claim = {"session": "someone", "namespace": worker_namespace, "room": "lingo-x", "worker_token": "t",
              "client_tokens": [], "source_language": "en", "target_languages": ["es"]}
+    payload = json.dumps(claim).encode()
+
+    def bearer(grant: str) -> dict:
+        return {"Authorization": f"Bearer {grant}", "Content-Type": "application/json"}
+
+    refused = {
+        "no grant": {},
+        "not a grant": bearer("wrong"),
+        "another key": bearer(claim_grant.sign(Ed25519PrivateKey.generate(), idle.metadata.uid, payload)),
+        "another pod": bearer(claim_grant.sign(operator_key, "some-other-uid", payload)),
+        "another body": bearer(claim_grant.sign(operator_key, idle.metadata.uid, payload + b" ")),
+        "expired": bearer(claim_grant.sign(operator_key, idle.metadata.uid, payload, now=time.time() - 600)),
+    }
     async with aiohttp.ClientSession() as http:
-        for headers in ({}, {"Authorization": "Bearer wrong"}):
-            async with http.post(url, json=claim, headers=headers) as response:
-                assert response.status == 401 and (await response.json())["error"]["code"] == "UNAUTHORIZED"
-        for body in ("{not json", "[" * 30000 + "]" * 30000, json.dumps({**claim, "target_languages": ["../x"]}),
-                     json.dumps({**claim, "extra": 1})):
-            async with http.post(url, data=body, headers=bearer) as response:
+        for what, headers in refused.items():
+            async with http.post(url, data=payload, headers=headers) as response:
+                answer = await response.json()
+                assert response.status == 401 and answer["error"]["code"] == "UNAUTHORIZED", (what, answer)
+        for body in (b"{not json", b"[" * 30000 + b"]" * 30000, json.dumps({**claim, "target_languages": ["../x"]}).encode(),
+                     json.dumps({**claim, "extra": 1}).encode()):
+            async with http.post(url, data=body, headers=bearer(claim_grant.sign(operator_key, idle.metadata.uid,
+                                                                                  body))) as response:
                 answer = await response.json()
                 assert response.status == 400 and answer["error"]["code"] == "VALIDATION_ERROR", answer
 
-    # Claimed by a session, it refuses to serve another one.
+    # Claimed by a session, it refuses to serve another one, even with a good grant.
     await create_session(kube, worker_namespace, "owner", subscriberCount=1)
     session = await eventually(lambda: worker_ready(kube, worker_namespace, "owner"), timeout=20, what="WorkerReady")
     assert session["status"]["workerPodName"] == idle.metadata.name
-    async with aiohttp.ClientSession() as http, http.post(url, json=claim, headers=bearer) as response:
+    async with aiohttp.ClientSession() as http, http.post(
+            url, data=payload, headers=bearer(claim_grant.sign(operator_key, idle.metadata.uid, payload))) as response:
         assert response.status == 409 and (await response.json())["error"]["code"] == "ALREADY_CLAIMED"
     log = (cluster.log_dir / f"pod-{worker_namespace}-{idle.metadata.name}.log").read_text(errors="replace")
-    assert "Traceback" not in log and token not in log
+    assert "Traceback" not in log
 
 
 async def test_a_claimed_worker_that_goes_away_is_replaced_at_once(kube, worker_namespace, livekit):
@@ -184,6 +212,43 @@ async def test_a_claimed_worker_that_goes_away_is_replaced_at_once(kube, worker_
     current = await eventually(replaced, timeout=20, what="another worker")
     assert await translator_in_room(livekit, current["status"]["roomName"])
     assert "WorkerReplaced" in await _events(kube, worker_namespace, "phoenix")
+
+
+def _process_of_pod(uid: str) -> int:
+    """The worker process the loopback kubelet runs for the pod with this uid (its POD_UID)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0") if proc.name.isdigit() else []
+            if f"{worker_env.POD_UID}={uid}".encode() in environ and b"lingo-worker" in (proc / "cmdline").read_bytes():
+                return int(proc.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no worker process for pod {uid}")
+
+
+async def test_a_worker_lost_mid_claim_is_followed_by_the_next_idle_one(kube, worker_namespace):
+    """Issue 25: the oldest idle worker is frozen (SIGSTOP: its node hangs) when a session claims
+    it; the hand-over times out, that worker is deleted, and the session gets the next idle
+    worker rather than a cold start."""
+    core, custom = CoreV1Api(kube), CustomObjectsApi(kube)
+    await create_pool(kube, worker_namespace, minReady=1)
+    await wait_for_ready_workers(kube, worker_namespace, 1)
+    (oldest,) = (await core.list_namespaced_pod(worker_namespace,
+                                                label_selector=f"{r.LABEL_POOL_STATE}={r.POOL_STATE_IDLE}")).items
+    await custom.patch_namespaced_custom_object(r.GROUP, r.VERSION, worker_namespace, r.POOL_PLURAL, "warm",
+                                                {"spec": {"minReady": 2}}, _content_type="application/merge-patch+json")
+    await wait_for_ready_workers(kube, worker_namespace, 2)
+    pid = _process_of_pod(oldest.metadata.uid)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await create_session(kube, worker_namespace, "second-try", subscriberCount=1)
+        session = await eventually(lambda: worker_ready(kube, worker_namespace, "second-try"), timeout=45,
+                                   what="WorkerReady from the next idle worker")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert session["status"]["workerPodName"] != oldest.metadata.name
+    assert r.Reason.CLAIM_FAILED in await _events(kube, worker_namespace, "second-try")
+    assert session["status"]["workerPodName"] != r.worker_pod_name("second-try")  # not a cold one
 
 
 async def test_idle_workers_made_from_an_older_template_are_replaced(kube, worker_namespace):

@@ -79,6 +79,7 @@ class Reason:
     # Events only
     WORKER_CREATED = "WorkerCreated"
     WORKER_REPLACED = "WorkerReplaced"
+    WORKER_UNRESPONSIVE = "WorkerUnresponsive"  # no answer to health checks: deleted, to be replaced
     CLAIM_FAILED = "ClaimFailed"
     NO_IDLE_WORKER = "NoIdleWorker"
     SESSION_EXPIRED = "SessionExpired"
@@ -130,14 +131,6 @@ def tokens_secret_name(session_name: str) -> str:
 def worker_pod_name(session_name: str) -> str:
     """The pod of a session's own (cold-started) worker; a claimed pooled worker keeps its name."""
     return f"{session_name}-worker"
-
-
-def pool_claim_secret_name(pool_name: str) -> str:
-    """The Secret holding the token the operator presents to claim one of the pool's workers."""
-    return f"{pool_name}-pool-claim"
-
-
-SECRET_CLAIM_TOKEN = "claim-token"
 
 
 ROOM_PREFIX = "lingo-"

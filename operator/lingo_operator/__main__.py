@@ -20,7 +20,8 @@ from kubernetes_asyncio.client import CoordinationV1Api
 from lingo_api.kube_client import new_api_client
 
 from . import metrics
-from . import pool_handlers, session_handlers, session_lifetime, startup, worker_readiness  # noqa: F401 - registers the handlers with kopf
+from . import (pool_handlers, session_handlers, session_lifetime, startup,  # noqa: F401 - registers the handlers with kopf
+               worker_liveness, worker_readiness)
 from .leadership import LeaderElection, LeaseTiming
 from .memo import OperatorMemo
 

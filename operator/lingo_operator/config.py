@@ -53,6 +53,8 @@ class OperatorConfig(BaseModel):
     # and how long a room without a session may exist before it is deleted.
     room_watch_interval_seconds: float = 2.0
     orphan_room_grace_seconds: float = 30.0
+    # The operator's own namespace: its leader Lease and claim-signing key (claim_signing.py).
+    operator_namespace: str = "default"
 
 
 def _env_json(name: str):
@@ -89,6 +91,7 @@ def load_config() -> OperatorConfig:
         "retry_delay_seconds": "LINGO_RETRY_DELAY_SECONDS",
         "room_watch_interval_seconds": "LINGO_ROOM_WATCH_INTERVAL_SECONDS",
         "orphan_room_grace_seconds": "LINGO_ORPHAN_ROOM_GRACE_SECONDS",
+        "operator_namespace": "POD_NAMESPACE",
     }
     for field, var in simple.items():
         if env.get(var):

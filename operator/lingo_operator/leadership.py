@@ -41,6 +41,7 @@ class LeaderElection:
         self.leading = False
         self.lost = False  # set when renewing failed (not when the Lease was released)
         self._released = False
+        self._renewed_at = 0.0  # monotonic time of the last successful acquire or renewal
 
     async def acquire(self) -> None:
         """Return once this replica holds the Lease."""
@@ -51,13 +52,12 @@ class LeaderElection:
                 log.info("standing by: lease %s/%s is held by %s", self.namespace, self.name, holder)
                 announced = holder
             await asyncio.sleep(self.timing.retry)
-        self.leading = True
+        self.leading, self._renewed_at = True, time.monotonic()
         log.info("became the leader (lease %s/%s)", self.namespace, self.name)
 
     async def keep(self) -> None:
         """Renew the Lease until it is released or cancelled; if it could not be renewed in time,
         set `lost` and return (the caller must stop reconciling)."""
-        last_renewed = time.monotonic()
         while True:
             await asyncio.sleep(self.timing.retry)
             if self._released:
@@ -68,11 +68,16 @@ class LeaderElection:
                 log.warning("renewing the lease failed: %s", describe_failure(exc))
                 renewed = False
             if renewed:
-                last_renewed = time.monotonic()
-            elif time.monotonic() - last_renewed > self.timing.renew_deadline or self._held_by_another():
+                self._renewed_at = time.monotonic()
+            elif not self.may_write() or self._held_by_another():
                 self.leading, self.lost = False, True
                 log.error("lost the leadership (lease %s/%s)", self.namespace, self.name)
                 return
+
+    def may_write(self) -> bool:
+        """Whether this replica can still prove it leads: it renewed the Lease less than
+        `renew_deadline` ago (fencing.py makes every write ask this)."""
+        return self.leading and time.monotonic() - self._renewed_at < self.timing.renew_deadline
 
     async def release(self) -> None:
         """Hand the Lease back (a clean stop), so a standby takes over without waiting it out."""

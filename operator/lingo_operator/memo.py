@@ -14,6 +14,7 @@ import kopf
 
 if TYPE_CHECKING:
     import aiohttp
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 
     from .config import OperatorConfig
@@ -36,6 +37,7 @@ class OperatorMemo(kopf.Memo):
     core: CoreV1Api
     custom: CustomObjectsApi
     http: aiohttp.ClientSession  # to pooled workers' claim endpoint
+    claim_key: Ed25519PrivateKey  # signs claims (claim_signing.py); pooled workers hold its public half
     # WorkerPools (pool_handlers.py): latest spec, keeper task and wake-up event per pool.
     pools: dict[PoolKey, dict]
     pool_tasks: dict[PoolKey, asyncio.Task]

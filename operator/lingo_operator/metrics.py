@@ -12,7 +12,8 @@ RECONCILE_STEP_SECONDS = Histogram(
     "lingo_reconcile_step_seconds", "Time per reconcile step", ["step"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-DRIFT_REPAIRS = Counter("lingo_drift_repairs_total", "Rooms or worker pods recreated after disappearing", ["what"])
+DRIFT_REPAIRS = Counter("lingo_drift_repairs_total", "Rooms or worker pods recreated after disappearing, or "
+                        "workers replaced after they stopped answering (unresponsive_worker)", ["what"])
 WORKERS_CLAIMED = Counter("lingo_session_workers_total", "How sessions got their worker: claimed from a pool, "
                           "cold (no idle pooled worker), or handover_failed (then cold)", ["how"])
 WORKER_READY_SECONDS = Histogram(

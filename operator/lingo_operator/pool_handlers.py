@@ -16,12 +16,14 @@ import kopf
 from kubernetes_asyncio.client import ApiException
 
 from lingo_api import resources as r
+from lingo_api.claim_grant import public_key_text
 from lingo_api.kube_time import now_time
 
 from . import metrics
 from .events import post_event
+from .fencing import FencedOut
 from .memo import OperatorMemo
-from .worker_pool import ensure_claim_secret, reconcile_pool, session_exists_by_uid
+from .worker_pool import reconcile_pool, session_exists_by_uid
 
 POOLS = dict(group=r.GROUP, version=r.VERSION, plural=r.POOL_PLURAL)
 # A pool looks again this often even when nothing woke it (a missed event costs at most this).
@@ -56,16 +58,14 @@ async def stop_pools(memo: OperatorMemo) -> None:
 
 async def keep_pool(memo: OperatorMemo, key: tuple[str, str]) -> None:
     wakeup = memo.pool_wakeups.setdefault(key, asyncio.Event())
-    written, was_ready, since, secret_made = None, None, now_time(), False
+    written, was_ready, since = None, None, now_time()
+    claim_public_key = public_key_text(memo.claim_key)
     try:
         while key in memo.pools:
             wakeup.clear()
             pool = memo.pools[key]
             try:
-                if not secret_made:
-                    await ensure_claim_secret(memo.core, pool)
-                    secret_made = True
-                counts = await reconcile_pool(memo.core, pool, memo.config,
+                counts = await reconcile_pool(memo.core, pool, memo.config, claim_public_key,
                                               lambda ns, uid: session_exists_by_uid(memo.custom, ns, uid))
                 for state, value in asdict(counts).items():
                     metrics.POOL_WORKERS.labels(*key, state).set(value)
@@ -86,6 +86,10 @@ async def keep_pool(memo: OperatorMemo, key: tuple[str, str]) -> None:
                         r.GROUP, r.VERSION, key[0], r.POOL_PLURAL, key[1], {"status": status},
                         _content_type="application/merge-patch+json")
                     written = status
+            except FencedOut as exc:  # the Lease is in doubt: write nothing until it is renewed
+                log.warning("pool %s/%s: %s", *key, exc)
+                await asyncio.sleep(1)
+                continue
             except ApiException as exc:
                 if exc.status == 404 and key not in memo.pools:
                     break

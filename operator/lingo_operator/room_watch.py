@@ -32,6 +32,7 @@ from lingo_api.session_spec import DEFAULT_TTL_SECONDS
 
 from . import metrics
 from .events import post_event
+from .fencing import FencedOut
 from .livekit_rooms import DEPARTURE_TIMEOUT_SECONDS, LiveKitUnavailable, RoomService
 from .session_status import SessionGone, TERMINAL_PHASES, condition_true, set_condition, update_status
 
@@ -117,6 +118,8 @@ class RoomWatch:
                 await self.check()
             except asyncio.CancelledError:
                 raise
+            except FencedOut as exc:  # the Lease is in doubt: this pass writes nothing more
+                log.warning("room watch: %s", exc)
             except Exception:  # one bad pass must not end the watch
                 log.exception("room watch pass failed")
             await asyncio.sleep(self.interval)

@@ -39,6 +39,10 @@ from .worker_claim import (HandoverFailed, adopt, claim_idle_pod, claimed_messag
                            pool_profiles)
 from .worker_pod import worker_pod_manifest
 
+# Idle pooled workers tried before a cold start: a worker lost mid-claim (its node gone, a kill)
+# is followed by the next idle one rather than a cold start of several seconds.
+HANDOVER_TRIES = 2
+
 
 @dataclass
 class SessionWorker:
@@ -89,24 +93,31 @@ async def claim_for(memo: OperatorMemo, session: dict, spec: SessionSpec, found:
 
 
 async def ensure_worker(memo: OperatorMemo, session: dict, spec: SessionSpec, room: str, secret_data,
-                        pod: dict | None) -> SessionWorker:
+                        pod: dict | None, profiles: dict[str, str]) -> SessionWorker:
     """The session's worker: the pooled one it claimed (handed the session now; in the room when
-    this returns), or else its own cold pod (operator/lingo_operator/worker_claim.py)."""
+    this returns), or else its own cold pod (operator/lingo_operator/worker_claim.py). A pooled
+    worker that fails its hand-over (deleted by hand_over) is followed by the next idle one, up to
+    HANDOVER_TRIES, before a cold start."""
     meta, core = session["metadata"], memo.core
     namespace, cold_name = meta["namespace"], r.worker_pod_name(meta["name"])
-    if pod is not None:
+    if pod is None:
+        metrics.WORKERS_CLAIMED.labels("cold").inc()
+    for attempt in range(1, HANDOVER_TRIES + 1):
+        if pod is None:
+            break
         pool, name = pod["metadata"]["labels"].get(r.LABEL_POOL, ""), pod["metadata"]["name"]
         try:
-            await hand_over(core, memo.http, session, pod, room, secret_data, spec.source_language,
+            await hand_over(core, memo.http, memo.claim_key, session, pod, room, secret_data, spec.source_language,
                             spec.target_languages)
             metrics.WORKERS_CLAIMED.labels("claimed").inc()
             return SessionWorker(name, pool=pool, endpoint=f"{pod['status']['podIP']}:{r.WORKER_PORT}",
                                  adopt=adopt(core, session, pod))
         except HandoverFailed as exc:
             metrics.WORKERS_CLAIMED.labels("handover_failed").inc()
-            await post_event(core, session, r.Reason.CLAIM_FAILED, f"{exc}; starting a worker of its own", warning=True)
-    else:
-        metrics.WORKERS_CLAIMED.labels("cold").inc()
+            pod = await claim_idle_pod(core, session, spec.worker_profile, profiles) \
+                if attempt < HANDOVER_TRIES else None
+            then = f"trying worker {pod['metadata']['name']}" if pod else "starting a worker of its own"
+            await post_event(core, session, r.Reason.CLAIM_FAILED, f"{exc}; {then}", warning=True)
     pod_body = worker_pod_manifest(session, spec, memo.config, room)
     _, created = await create_or_get(
         lambda ns, b: core.create_namespaced_pod(ns, b),
@@ -187,7 +198,7 @@ async def reconcile_session(body, memo: OperatorMemo, logger, retry: int = 0) ->
     status_seen = body.get("status") or {}
     announced = announcements(spec, room, secret_body["metadata"]["name"])
     events = events_before_status(announced, status_seen, dry_pools, claimed=pooled_pod is not None)
-    worker, *_ = await together(ensure_worker(memo, session, spec, room, secret.data, pooled_pod),
+    worker, *_ = await together(ensure_worker(memo, session, spec, room, secret.data, pooled_pod, found.profiles),
                                 *(post_event(memo.core, body, *event) for event in events))
     description["workerPodName"] = worker.pod_name
     lap("pod")

@@ -4,8 +4,9 @@
    relabelled `pool-state=claimed, claimed-by=<session uid>` with its resourceVersion as a
    precondition: of two sessions racing for one pod, one write wins and the other gets 409 and
    tries the next pod. The label is the claim's record, so an operator that restarts finds it.
-2. Hand over: the operator calls the worker's `POST /claim` with the pool's claim token and the
-   session (worker/lingo_worker/claim.py); the worker joins the room and then answers.
+2. Hand over: the operator calls the worker's `POST /claim` (worker/lingo_worker/claim.py) with
+   the session and a grant signed for that pod and body (lingo_api/claim_grant.py); the worker
+   joins the room and then answers.
 3. Adopt: the pod becomes the session's (its owner reference and labels), and leaves the pool's
    count of idle workers for good.
 A worker that fails the hand-over is deleted (it may hold the session's tokens) and the caller
@@ -15,11 +16,14 @@ starts a cold worker instead.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 
 import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kubernetes_asyncio.client import ApiException, CoreV1Api
 
+from lingo_api import claim_grant
 from lingo_api import resources as r
 from lingo_api.faults import crash_point
 
@@ -93,14 +97,15 @@ async def claim_idle_pod(core: CoreV1Api, session: dict, profile: str, profiles:
     return None
 
 
-async def hand_over(core: CoreV1Api, http: aiohttp.ClientSession, session: dict, pod: dict, room: str,
-                    tokens_secret_data: dict[str, str], source_language: str, target_languages: list[str]) -> None:
+async def hand_over(core: CoreV1Api, http: aiohttp.ClientSession, claim_key: Ed25519PrivateKey, session: dict,
+                    pod: dict, room: str, tokens_secret_data: dict[str, str], source_language: str,
+                    target_languages: list[str]) -> None:
     """Step 2 for a pod this session has claimed."""
     meta, name = session["metadata"], pod["metadata"]["name"]
     namespace = meta["namespace"]
     crash_point("claim.labelled")
     try:
-        await _call_claim(core, http, session, pod, room, tokens_secret_data, source_language, target_languages)
+        await _call_claim(http, claim_key, session, pod, room, tokens_secret_data, source_language, target_languages)
     except HandoverFailed:
         await delete_ignoring_missing(lambda n, ns: core.delete_namespaced_pod(n, ns), name, namespace)
         raise
@@ -115,32 +120,11 @@ async def adopt(core: CoreV1Api, session: dict, pod: dict) -> None:
         _content_type=MERGE_PATCH)
 
 
-# (namespace, pool, pool uid) -> the pool's claim token: a pool's Secret keeps its token for the
-# pool's life, and a pool made again under the same name has a new uid.
-_CLAIM_TOKENS: dict[tuple[str, str, str], str] = {}
-
-
-async def _claim_token(core: CoreV1Api, namespace: str, pool: str) -> str:
-    try:
-        secret = await core.read_namespaced_secret(r.pool_claim_secret_name(pool), namespace)
-    except ApiException as exc:
-        raise HandoverFailed(f"claim token of pool {pool} unreadable: {exc.status}") from exc
-    return base64.b64decode(secret.data[r.SECRET_CLAIM_TOKEN]).decode()
-
-
-async def _call_claim(core, http, session, pod, room, tokens_secret_data, source_language, target_languages):
+async def _call_claim(http, claim_key, session, pod, room, tokens_secret_data, source_language, target_languages):
     meta = session["metadata"]
-    pool = pod["metadata"]["labels"].get(r.LABEL_POOL, "")
     ip = (pod.get("status") or {}).get("podIP")
     if not ip:
         raise HandoverFailed(f"worker {pod['metadata']['name']} has no IP")
-    pool_uid = next((ref["uid"] for ref in pod["metadata"].get("ownerReferences") or []
-                     if ref.get("kind") == r.POOL_KIND), None)
-    claim_token = _CLAIM_TOKENS.get((meta["namespace"], pool, pool_uid)) if pool_uid else None
-    if claim_token is None:
-        claim_token = await _claim_token(core, meta["namespace"], pool)
-        if pool_uid:
-            _CLAIM_TOKENS[(meta["namespace"], pool, pool_uid)] = claim_token
     clients = r.client_tokens_from_secret(tokens_secret_data)
     body = {
         "session": meta["name"], "namespace": meta["namespace"], "room": room,
@@ -149,13 +133,13 @@ async def _call_claim(core, http, session, pod, room, tokens_secret_data, source
         "source_language": source_language, "target_languages": target_languages,
         "join_room": has_room(session),
     }
+    payload = json.dumps(body).encode()
+    grant = claim_grant.sign(claim_key, pod["metadata"]["uid"], payload)
     try:
-        async with http.post(f"http://{ip}:{r.WORKER_PORT}/claim", json=body,
-                             headers={"Authorization": f"Bearer {claim_token}"},
+        async with http.post(f"http://{ip}:{r.WORKER_PORT}/claim", data=payload,
+                             headers={"Authorization": f"Bearer {grant}", "Content-Type": "application/json"},
                              timeout=aiohttp.ClientTimeout(total=HANDOVER_TIMEOUT_SECONDS)) as response:
             if response.status != 200:
-                if response.status == 401:  # the claim Secret was made again: read it next time
-                    _CLAIM_TOKENS.pop((meta["namespace"], pool, pool_uid), None)
                 answer = await response.text()
                 raise HandoverFailed(f"worker {pod['metadata']['name']} answered {response.status}: {answer[:200]}")
     except (aiohttp.ClientError, TimeoutError) as exc:

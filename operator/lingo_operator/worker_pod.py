@@ -49,6 +49,20 @@ def worker_pod_manifest(session: dict, spec: SessionSpec, config: OperatorConfig
     }
 
 
+# How long a worker stays bound to a node that stopped answering (after the node controller's
+# grace, about 40 s): Kubernetes' default is 300 s, five minutes without translation for its
+# session. Evicted sooner, the pod's deletion makes the operator start or claim a replacement.
+NODE_LOSS_TOLERATION_SECONDS = 10
+NODE_LOSS_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+
+
+def with_node_loss_tolerations(given: list[dict]) -> list[dict]:
+    """`given` plus short NoExecute tolerations of a lost node, unless `given` says otherwise."""
+    keys = {t.get("key") for t in given}
+    return [*given, *({"key": key, "operator": "Exists", "effect": "NoExecute",
+                       "tolerationSeconds": NODE_LOSS_TOLERATION_SECONDS} for key in NODE_LOSS_TAINTS if key not in keys)]
+
+
 def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> dict:
     """The pod spec of a worker of `profile`, with `env` added to what every worker gets."""
     gpu = profile == WorkerProfile.GPU.value
@@ -106,7 +120,7 @@ def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> di
         "terminationGracePeriodSeconds": 10,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
         "nodeSelector": dict(config.worker_gpu_node_selector if gpu else config.worker_node_selector),
-        "tolerations": list(config.worker_gpu_tolerations if gpu else config.worker_tolerations),
+        "tolerations": with_node_loss_tolerations(config.worker_gpu_tolerations if gpu else config.worker_tolerations),
     }
     if config.worker_service_account:
         pod_spec["serviceAccountName"] = config.worker_service_account

@@ -9,12 +9,10 @@ a pool removes its idle workers and leaves the claimed ones serving their sessio
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import hashlib
 import json
 import logging
-import secrets
 from dataclasses import dataclass
 
 from kubernetes_asyncio.client import ApiException, CoreV1Api
@@ -23,9 +21,9 @@ from lingo_api import resources as r
 from lingo_api import worker_env
 
 from .config import OperatorConfig
-from .kube import create_or_get, delete_ignoring_missing
+from .kube import delete_ignoring_missing
 from .ownership import owner_reference
-from .worker_pod import METRICS_ANNOTATIONS, SAFE_TO_EVICT, secret_env, worker_pod_spec
+from .worker_pod import METRICS_ANNOTATIONS, SAFE_TO_EVICT, with_node_loss_tolerations, worker_pod_spec
 
 log = logging.getLogger("lingo.operator")
 
@@ -41,32 +39,17 @@ def pool_labels(pool_name: str) -> dict[str, str]:
     return {r.LABEL_MANAGED_BY: r.MANAGED_BY, r.LABEL_COMPONENT: r.WORKER_COMPONENT, r.LABEL_POOL: pool_name}
 
 
-async def ensure_claim_secret(core: CoreV1Api, pool: dict) -> None:
-    """The pool's claim token, made once (an existing Secret is kept: idle workers read it)."""
-    await create_or_get(lambda ns, b: core.create_namespaced_secret(ns, b),
-                        lambda n, ns: core.read_namespaced_secret(n, ns),
-                        pool["metadata"]["namespace"], r.pool_claim_secret_name(pool["metadata"]["name"]),
-                        claim_secret_manifest(pool))
-
-
-def claim_secret_manifest(pool: dict) -> dict:
-    meta = pool["metadata"]
-    return {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": r.pool_claim_secret_name(meta["name"]), "namespace": meta["namespace"],
-                     "labels": pool_labels(meta["name"]), "ownerReferences": [owner_reference(pool, r.POOL_KIND)]},
-        "data": {r.SECRET_CLAIM_TOKEN: base64.b64encode(secrets.token_urlsafe(32).encode()).decode()},
-    }
-
-
-def pooled_worker_manifest(pool: dict, config: OperatorConfig) -> dict:
+def pooled_worker_manifest(pool: dict, config: OperatorConfig, claim_public_key: str) -> dict:
+    """An idle worker of the pool. `claim_public_key` verifies the operator's claim grants
+    (lingo_api/claim_grant.py); it is part of the template, so a new key replaces idle workers."""
     meta, spec = pool["metadata"], r.pool_spec(pool)
     name = meta["name"]
     env = [
         {"name": worker_env.POOL, "value": name},
         {"name": worker_env.SOURCE_LANGUAGE, "value": spec["sourceLanguage"]},
         {"name": worker_env.TARGET_LANGUAGES, "value": ",".join(spec["targetLanguages"])},
-        secret_env(worker_env.CLAIM_TOKEN, r.pool_claim_secret_name(name), r.SECRET_CLAIM_TOKEN),
+        {"name": worker_env.CLAIM_PUBLIC_KEY, "value": claim_public_key},
+        {"name": worker_env.POD_UID, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
     ]
     pod_spec = worker_pod_spec(spec["profile"], config, env)
     # One session per worker: a claimed worker that exits is replaced by the session's
@@ -77,6 +60,7 @@ def pooled_worker_manifest(pool: dict, config: OperatorConfig) -> dict:
     for field in TEMPLATE_POD_FIELDS:
         if field in template_spec:
             pod_spec[field] = template_spec[field]
+    pod_spec["tolerations"] = with_node_loss_tolerations(pod_spec.get("tolerations") or [])
     worker = pod_spec["containers"][0]
     for container in template_spec.get("containers") or []:
         if container.get("name") == worker["name"]:
@@ -159,7 +143,8 @@ def plan_pool(pods: list[dict], spec: dict, template: str, orphaned: list[dict])
                                                 claimed=remaining(claimed)))
 
 
-async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, session_exists) -> PoolCounts:
+async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, claim_public_key: str,
+                         session_exists) -> PoolCounts:
     """Bring the pool's idle workers to between minReady and maxReady (plan_pool); returns the counts.
 
     `session_exists(namespace, uid)` -> bool, for claims abandoned halfway (the claiming session
@@ -171,7 +156,7 @@ async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, se
     pods = [core.api_client.sanitize_for_serialization(p) for p in listed.items]
     orphaned = [p for p in abandoned_claims(pods)
                 if not await session_exists(namespace, p["metadata"]["labels"].get(r.LABEL_CLAIMED_BY, ""))]
-    manifest = pooled_worker_manifest(pool, config)
+    manifest = pooled_worker_manifest(pool, config, claim_public_key)
     plan = plan_pool(pods, r.pool_spec(pool), manifest["metadata"]["labels"][r.LABEL_POOL_TEMPLATE], orphaned)
     for pod in plan.doomed:
         log.info("pool %s/%s: deleting worker %s", namespace, name, pod["metadata"]["name"])

@@ -19,7 +19,7 @@ from lingo_api import resources as r
 from lingo_loopback.processes import ManagedProcess, free_port
 from lingo_loopback.stack import register_client, start_facade, start_operator
 
-from ..helpers import create_session, eventually, get_session
+from ..helpers import create_session, eventually, get_session, gone
 from .conftest import private_cluster
 
 LEASE = "lingo-operator"
@@ -115,6 +115,78 @@ async def test_a_leader_that_stops_cleanly_hands_over_at_once(ha):
         return (await get_session(api, namespace, "after-handover")).get("status", {}).get("phase") == r.Phase.READY
 
     await eventually(ready, timeout=30, what="a session made by the new leader")
+
+
+async def test_a_paused_leader_writes_nothing_once_a_standby_took_over(ha):
+    """Fencing (issue 25): the leader is stopped (SIGSTOP: a paused VM, a frozen node) longer than
+    its lease. The standby takes over, deletes three sessions, and makes and deletes three more.
+    When the old leader runs again, its watches deliver what happened meanwhile and its room watch
+    still knows the old sessions; it must not act on any of it: no room of a deleted session
+    comes back (before fencing, they did), and it exits to stand by."""
+    cluster, namespace, api, processes = ha
+    for process in processes:
+        if process.name.startswith("operator-") and process.alive():
+            process.stop()
+    replicas = [start_replica(cluster, namespace, len(processes) + i) for i in range(2)]
+    processes.extend(replicas)
+    holder = await eventually(lambda: lease_holder(api, namespace), what="a leader")
+    leader = next(p for p in replicas if holder.endswith(f"/{p.proc.pid}"))
+    standby = next(p for p in replicas if p is not leader)
+    custom = client.CustomObjectsApi(api)
+
+    async def ready(names: list[str]) -> dict[str, str]:
+        """Create the sessions and wait until each is Ready; their rooms by name."""
+        for name in names:
+            await create_session(api, namespace, name, subscriberCount=1)
+
+        async def all_ready():
+            sessions = [await get_session(api, namespace, name) for name in names]
+            return all((s.get("status") or {}).get("phase") == r.Phase.READY for s in sessions) and sessions
+
+        sessions = await eventually(all_ready, timeout=60, interval=0.5, what=f"{names} Ready")
+        return {s["metadata"]["name"]: s["status"]["roomName"] for s in sessions}
+
+    async def delete(names) -> None:
+        for name in names:
+            await custom.delete_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, name)
+
+        async def deleted():
+            return all([await gone(lambda n=n: get_session(api, namespace, n)) for n in names])
+
+        await eventually(deleted, timeout=60, interval=0.5, what=f"{names} deleted")
+
+    kept = await ready([f"fence-{i}" for i in range(6)])
+    doomed = {name: kept.pop(name) for name in list(kept)[:3]}
+    os.kill(leader.proc.pid, signal.SIGSTOP)
+    try:
+        async def taken_over():
+            return (await lease_holder(api, namespace) or "").endswith(f"/{standby.proc.pid}")
+
+        await eventually(taken_over, timeout=60, interval=0.2, what="the standby holding the Lease")
+        await delete(doomed)
+        while_paused = await ready([f"fence-new-{i}" for i in range(3)])
+        await delete(while_paused)
+        doomed.update(while_paused)
+    finally:
+        os.kill(leader.proc.pid, signal.SIGCONT)
+    resumed = time.monotonic()
+    lk = cluster.livekit
+    async with livekit_api.LiveKitAPI(lk.http_url, lk.api_key, lk.api_secret) as lkapi:
+        while time.monotonic() - resumed < 12:
+            rooms = {room.name for room in (await lkapi.room.list_rooms(livekit_api.ListRoomsRequest())).rooms}
+            back = sorted(set(doomed.values()) & rooms)
+            assert not back, f"{time.monotonic() - resumed:.1f} s after it resumed, rooms of deleted sessions: {back}"
+            await asyncio.sleep(0.2)
+
+    async def stepped_down():
+        return not leader.alive()
+
+    await eventually(stepped_down, timeout=30, what="the old leader to step down and exit")
+    log = (cluster.log_dir / f"{leader.name}.log").read_text(errors="replace")
+    print(f"\nfencing: the old leader refused {log.count('cannot prove it still holds the leader Lease')} "
+          "writes after it resumed")
+    for name in kept:  # the sessions left are still served by the new leader
+        assert (await get_session(api, namespace, name))["status"]["phase"] == r.Phase.READY
 
 
 def ensure_operator(ha) -> None:

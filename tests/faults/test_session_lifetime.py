@@ -141,6 +141,35 @@ async def test_a_killed_worker_is_restarted_and_serves_again(http):
         pass
 
 
+async def test_a_frozen_worker_is_replaced_within_seconds(http, kube, facade_ns):
+    """Issue 25: a worker that stops answering (SIGSTOP: its node frozen or cut off) while its
+    pod still looks Ready is deleted after three missed health checks, and the session gets
+    another worker, without waiting for Kubernetes to notice."""
+    data = await _create(http)
+    session_id = data["session_id"]
+    await _worker_ready(http, session_id)
+    (pid,) = _worker_pids({session_id})
+    os.kill(pid, signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    try:
+        async def replaced():
+            pids = _worker_pids({session_id})
+            return bool(pids) and pid not in pids
+
+        await eventually(replaced, timeout=45, what="another worker process")
+        await _worker_ready(http, session_id)
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # killed with its deleted pod, as it should be
+    print(f"\nfrozen worker replaced, the new one ready {time.monotonic() - frozen_at:.1f}s after SIGSTOP")
+    events = await CoreV1Api(kube).list_namespaced_event(facade_ns, field_selector=f"involvedObject.name={session_id}")
+    assert r.Reason.WORKER_UNRESPONSIVE in {event.reason for event in events.items}
+    async with http.delete(f"{SESSIONS}/{session_id}", headers=auth(ACME)):
+        pass
+
+
 @pytest.mark.timeout(600)
 async def test_sixty_create_delete_cycles_leave_nothing_behind(http, facade, kube, facade_ns, livekit):
     client = (f"churn-{secrets.token_hex(3)}", secrets.token_urlsafe(24))

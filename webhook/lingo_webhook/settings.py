@@ -9,11 +9,17 @@ from dataclasses import dataclass, field
 from .client_address import parse_networks
 
 
+# How long a create waits for the session's room and tokens: longer than an operator leader
+# hand-over (a 15 s lease, 2 s between tries, then the reconcile), so a create sent while the
+# leader is lost waits for the new one instead of failing (issue 25).
+READY_TIMEOUT_SECONDS = 30.0
+
+
 @dataclass
 class FacadeConfig:
     namespace: str = "default"
     clients_namespace: str = "default"
-    ready_timeout_seconds: float = 15.0
+    ready_timeout_seconds: float = READY_TIMEOUT_SECONDS
     # Namespaces (globs) whose sessions the control relay may reach; the facade's own by default.
     control_namespaces: tuple[str, ...] = ()
     # This replica's name among the facade's replicas (it holds clients' quota Leases under it).
@@ -33,7 +39,7 @@ class FacadeConfig:
         return cls(
             namespace=namespace,
             clients_namespace=os.environ.get("LINGO_CLIENTS_NAMESPACE", namespace),
-            ready_timeout_seconds=float(os.environ.get("LINGO_READY_TIMEOUT_SECONDS", "15")),
+            ready_timeout_seconds=float(os.environ.get("LINGO_READY_TIMEOUT_SECONDS", READY_TIMEOUT_SECONDS)),
             control_namespaces=(namespace, *extra),
             replica=os.environ.get("POD_NAME") or f"{socket.gethostname()}/{os.getpid()}",
             drain_seconds=float(os.environ.get("LINGO_DRAIN_SECONDS", "5")),

@@ -99,7 +99,7 @@ async def serve(settings: WorkerSettings) -> int:
             runtime.assign_session(claim.room, claim.worker_token, claim.source_language, claim.target_languages,
                                    claim.join_room)
 
-        desk = ClaimDesk(settings.claim_token, accept, runtime.joined)
+        desk = ClaimDesk(settings.claim_public_key, settings.pod_uid, accept, runtime.joined)
         app.router.add_post("/claim", desk.handle)
     # A worker that is done does not wait long on open control connections (they are told first).
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)

@@ -1,8 +1,10 @@
 """A pooled worker's claim: an idle worker (engines loaded, in no room) is given its session.
 
 The operator claims an idle pod of a WorkerPool (operator/lingo_operator/worker_pool.py), then calls
-`POST /claim` on the worker's control port with the pool's claim token as a bearer token and the
-session: its room, the worker's LiveKit token, the session's client tokens and its languages.
+`POST /claim` on the worker's control port with the session (its room, the worker's LiveKit token,
+the session's client tokens and its languages) and, as a bearer token, a grant it signed for this
+pod and this body (lingo_api/claim_grant.py): no one else can claim the worker, not even whoever
+can read the pod or the namespace's Secrets.
 The worker joins the room and answers once it is in, so the session's WorkerReady means
 "joined" (a session without a room, `join_room` false, is answered at once). The same claim again (an operator that restarted mid-claim) gets the same answer; a
 claim for another session is refused with 409: a worker serves one session for its life, and
@@ -12,12 +14,12 @@ nothing of one session reaches the next.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lingo_api import claim_grant
 from lingo_api.session_spec import LANGUAGE_PATTERN, MAX_TARGET_LANGUAGES, check_target_languages
 from lingo_api.untrusted import MAX_TOKEN_CHARS, UntrustedInputError, parse_json
 
@@ -56,8 +58,9 @@ def _error(status: int, code: str, desc: str) -> web.Response:
 class ClaimDesk:
     """Takes the one claim a pooled worker will ever accept; `claimed` is set when it has."""
 
-    def __init__(self, claim_token: str, accept, joined: asyncio.Event):
-        self._claim_token = claim_token.encode()
+    def __init__(self, claim_public_key: str, pod_uid: str, accept, joined: asyncio.Event):
+        self._key = claim_grant.load_public_key(claim_public_key)
+        self._pod_uid = pod_uid
         # accept(claim) -> awaitable: hand the session to the runtime (worker/lingo_worker/__main__.py);
         # `joined` is set by the runtime once it is in the room.
         self._accept = accept
@@ -66,13 +69,18 @@ class ClaimDesk:
         self.claimed = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
-        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-        if not hmac.compare_digest(presented, self._claim_token):
-            return _error(401, "UNAUTHORIZED", "claim token is not this pool's")
+        grant = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not grant or len(grant) > MAX_TOKEN_CHARS:
+            return _error(401, "UNAUTHORIZED", "a claim needs the operator's grant")
         if request.content_length is not None and request.content_length > MAX_CLAIM_BYTES:
             return _error(413, "PAYLOAD_TOO_LARGE", f"a claim is at most {MAX_CLAIM_BYTES} bytes")
+        body = await request.content.read(MAX_CLAIM_BYTES + 1)
         try:
-            claim = Claim.model_validate(parse_json(await request.content.read(MAX_CLAIM_BYTES + 1)))
+            claim_grant.verify(self._key, grant, self._pod_uid, body)
+        except claim_grant.ClaimRefused as exc:
+            return _error(401, "UNAUTHORIZED", str(exc))
+        try:
+            claim = Claim.model_validate(parse_json(body))
         except UntrustedInputError as exc:
             return _error(400, "VALIDATION_ERROR", str(exc))
         except ValidationError as exc:

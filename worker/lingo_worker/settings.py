@@ -27,7 +27,8 @@ class WorkerSettings:
     host: str = "0.0.0.0"
     port: int = 8080
     pool: str = ""
-    claim_token: str = field(default="", repr=False)
+    claim_public_key: str = ""  # a pooled worker's: verifies the operator's claim grants
+    pod_uid: str = ""  # a pooled worker's: the pod a claim grant must name
     join_room: bool = True  # false: a session without a LiveKit room (audio over the control WebSocket)
     log_level: str = "INFO"
 
@@ -35,7 +36,7 @@ class WorkerSettings:
     def from_env(cls) -> "WorkerSettings":
         env = os.environ
         pooled = bool(env.get(worker_env.POOL))
-        required = (worker_env.LIVEKIT_URL, worker_env.CLAIM_TOKEN) if pooled else \
+        required = (worker_env.LIVEKIT_URL, worker_env.CLAIM_PUBLIC_KEY, worker_env.POD_UID) if pooled else \
             (worker_env.ROOM, worker_env.LIVEKIT_URL, worker_env.WORKER_TOKEN)
         missing = [k for k in required if not env.get(k)]
         if missing:
@@ -52,7 +53,8 @@ class WorkerSettings:
             worker_token=env.get(worker_env.WORKER_TOKEN, ""),
             client_tokens=tokens,
             pool=env.get(worker_env.POOL, ""),
-            claim_token=env.get(worker_env.CLAIM_TOKEN, ""),
+            claim_public_key=env.get(worker_env.CLAIM_PUBLIC_KEY, ""),
+            pod_uid=env.get(worker_env.POD_UID, ""),
             join_room=env.get(worker_env.JOIN_ROOM, "true") != "false",
             source_language=env.get(worker_env.SOURCE_LANGUAGE, "en"),
             target_languages=[t for t in env.get(worker_env.TARGET_LANGUAGES, "").split(",") if t],

@@ -19,8 +19,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
 
+{{/* Sessions, their Secrets and workers live apart from the release: the facade's rights there
+     cannot reach the LiveKit secret, the claim-signing key or the leader Lease. */}}
 {{- define "lingo.sessionsNamespace" -}}
-{{ default .Release.Namespace .Values.facade.sessionsNamespace }}
+{{ default (printf "%s-sessions" .Release.Namespace) .Values.facade.sessionsNamespace }}
+{{- end -}}
+
+{{/* The namespaces the operator watches: operator.watchNamespaces, with the sessions namespace
+     added when they are named; empty (all namespaces) stays empty. JSON, for fromJsonArray. */}}
+{{- define "lingo.watchNamespaces" -}}
+{{- $list := .Values.operator.watchNamespaces | default list -}}
+{{- $sessions := include "lingo.sessionsNamespace" . -}}
+{{- if and $list (not (has $sessions $list)) -}}
+{{- $list = append $list $sessions -}}
+{{- end -}}
+{{- toJson $list -}}
 {{- end -}}
 
 {{/* What the operator and the workers dial: the chart's own LiveKit Service, or livekit.url. */}}

@@ -147,6 +147,7 @@ class LoopbackKubelet:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(running.workdir),
                "TMPDIR": str(running.workdir), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         fields = {"status.podIP": running.ip, "metadata.name": running.name, "metadata.namespace": running.namespace,
+                  "metadata.uid": running.uid,
                   "spec.nodeName": NODE_NAME}
         secrets: dict[str, dict] = {}  # each Secret read once, however many keys the env takes from it
         for item in container.get("env") or []:

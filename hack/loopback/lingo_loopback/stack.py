@@ -57,18 +57,19 @@ def start_operator(
 
 
 def start_facade(
-    cluster: LoopbackCluster, port: int, namespace: str, ready_timeout: float = 15.0, name: str = "facade",
+    cluster: LoopbackCluster, port: int, namespace: str, ready_timeout: float | None = None, name: str = "facade",
     control_namespaces: list[str] | None = None, extra_env: dict[str, str] | None = None,
 ) -> ManagedProcess:
     env = {
         **component_env(cluster, f"http://127.0.0.1:{port}"),
         "LINGO_SESSIONS_NAMESPACE": namespace,
-        "LINGO_READY_TIMEOUT_SECONDS": str(ready_timeout),
         "LINGO_CONTROL_NAMESPACES": ",".join(control_namespaces or []),
         # No Service routes to it here: no need to keep serving while unready before stopping.
         "LINGO_DRAIN_SECONDS": "0",
         **(extra_env or {}),
     }
+    if ready_timeout is not None:  # else the facade's own default, as the chart's
+        env["LINGO_READY_TIMEOUT_SECONDS"] = str(ready_timeout)
     metrics_port = free_port()
     argv = [sys.executable, "-m", "lingo_webhook", "--host=127.0.0.1", f"--port={port}", f"--metrics-port={metrics_port}"]
     process = ManagedProcess(name, argv, cluster.log_dir, env)
@@ -96,6 +97,9 @@ def register_client(cluster: LoopbackCluster, namespace: str, client_id: str, ma
 
 
 CHART_VALUES = REPO_ROOT / "charts" / "lingo-operator" / "values.yaml"
+# `make dev` names its namespaces as `helm install lingo ... -n lingo` would.
+DEV_RELEASE_NAMESPACE = "lingo"
+DEV_SESSIONS_NAMESPACE = "lingo-sessions"
 
 
 def create_chart_pool(cluster: LoopbackCluster, namespace: str) -> str | None:
@@ -123,7 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m lingo_loopback.stack",
                                      description="Run the whole Lingo Operator stack on loopback.")
     parser.add_argument("--port", type=int, default=8000, help="facade port (default 8000, or a free one)")
-    parser.add_argument("--namespace", default="default", help="namespace the facade creates sessions in")
+    parser.add_argument("--namespace", default=DEV_SESSIONS_NAMESPACE,
+                        help=f"namespace the facade creates sessions in (default {DEV_SESSIONS_NAMESPACE})")
     parser.add_argument("--check", action="store_true", help="run the end-to-end check once, then exit")
     args = parser.parse_args()
 
@@ -142,8 +147,12 @@ def main() -> None:
     try:
         print("starting etcd, kube-apiserver, kube-controller-manager and livekit-server ...", flush=True)
         cluster.start()
+        # As the chart lays them out: the operator's own namespace (its leader Lease and
+        # claim-signing key) apart from the sessions'.
+        for namespace in {DEV_RELEASE_NAMESPACE, args.namespace}:
+            create_namespace(cluster, namespace)
         processes.append(start_kubelet(cluster))
-        processes.append(start_operator(cluster, facade_url))
+        processes.append(start_operator(cluster, facade_url, extra_env={"POD_NAMESPACE": DEV_RELEASE_NAMESPACE}))
         # On the dev stack, sessions made with kubectl in any namespace are reachable too.
         processes.append(start_facade(cluster, port, args.namespace, control_namespaces=["*"]))
         # The dev client's secret goes to a 0600 file, not to the terminal or a log.
