@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import os
+import time
+from pathlib import Path
 
 import aiohttp
+import numpy as np
 
 from lingo_api import resources as r
 
 from ..helpers import ACME, auth
-from ..speech import ControlClient
+from ..speech import SENTENCE, ControlClient, speech_wav
 
 SESSIONS = "/session-storage/sessions"
 
@@ -79,3 +85,81 @@ async def test_a_listener_cannot_change_what_everyone_hears(ready_session):
         task = await control.next("current_task", where=lambda d: d["options"]["translate_partials"])
         assert {k: v for k, v in task["options"].items() if k != "translate_partials"} == \
             {k: v for k, v in before["options"].items() if k != "translate_partials"}
+
+
+def _worker_process(session_id: str) -> int:
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"LINGO_SESSION_NAME={session_id}".encode() in \
+                    (proc / "environ").read_bytes().split(b"\0") and b"lingo-worker" in (proc / "cmdline").read_bytes():
+                return int(proc.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no worker process for {session_id}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _rss_mb(pid: int) -> float:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+async def _flood(control_url: str, token: str, speech: np.ndarray, rate: int, seconds: float) -> list[tuple[str, str]]:
+    """Send `seconds` of speech as fast as the socket takes it, wait 3 s, leave; the warnings
+    and errors the worker answered with."""
+    flood = np.tile(speech, int(seconds * rate / len(speech)) + 1)
+    chunk = int(0.32 * rate)  # Palabra's largest input chunk
+    codes: list[tuple[str, str]] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(control_url, params={"token": token}) as ws:
+        control = ControlClient(ws)
+        await control.next("current_task")
+        await control.send("set_task", {"input_stream": {"content_type": "audio", "source": {
+            "type": "ws", "format": "pcm_s16le", "sample_rate": rate, "channels": 1}}})
+        await control.next("current_task", where=lambda d: d["revision"] > 0)
+
+        async def collect():
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    data = json.loads(message.data)
+                    if data["message_type"] in ("warning", "error"):
+                        codes.append((data["message_type"], data["data"]["code"]))
+
+        collecting = asyncio.create_task(collect())
+        for start in range(0, len(flood), chunk):
+            await control.send("input_audio_data", {"data": base64.b64encode(flood[start:start + chunk].tobytes()).decode()})
+        await asyncio.sleep(3)
+        await ws.close()  # leaves mid-flood: what was queued is dropped
+        collecting.cancel()
+    return codes
+
+
+async def test_an_audio_flood_is_refused_and_memory_stays_flat(ready_session, facade_ns, cluster, tmp_path):
+    """Issue 24, finding 4: 1800 s of speech sent in 23 s was all queued (RSS 409 -> 488 MB) and the
+    worker ended with a traceback when the socket closed. Now audio past 2 s ahead of the clock is
+    warned about, past 10 s ahead refused with an error, and a client that leaves mid-flood
+    leaves no work behind (the worker is idle at once, where it used to play the queue for
+    minutes) and no traceback. Memory is only checked loosely: the engines' first work and the
+    allocator move RSS by tens of MB either way (342 -> 376 -> 429 -> 408 -> 384 -> 428 MB over
+    five floods, measured), as much as the queued speech did."""
+    pid = _worker_process(ready_session["session_id"])
+    speech, rate = speech_wav(tmp_path, SENTENCE)
+    url, token = ready_session["control_url"], ready_session["publisher"][0]
+    rss, busy = [_rss_mb(pid)], []
+    for _ in range(2):  # 300 s of speech each
+        codes = await _flood(url, token, speech, rate, 300)
+        assert ("warning", "AUDIO_STREAM_TOO_FAST") in codes and ("error", "AUDIO_STREAM_TOO_FAST") in codes, codes
+        await asyncio.sleep(2)
+        cpu = _cpu_seconds(pid)
+        await asyncio.sleep(3)
+        busy.append(_cpu_seconds(pid) - cpu)
+        rss.append(_rss_mb(pid))
+    print(f"\nfloods of 300 s of speech: worker RSS {' -> '.join(f'{x:.0f}' for x in rss)} MB; "
+          f"CPU in the 3 s after each client left: {', '.join(f'{x:.2f}' for x in busy)} s")
+    assert max(rss) - rss[0] < 150, rss
+    assert max(busy) < 1.0, busy  # nothing left translating for a client that is gone
+    log = await _worker_log(cluster, facade_ns, ready_session["session_id"])
+    assert "Traceback" not in log and "Task exception was never retrieved" not in log
