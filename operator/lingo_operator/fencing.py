@@ -7,7 +7,8 @@ standby took over, and in that moment they write. A probe re-created the LiveKit
 deleted sessions that way (issue 25). As in client-go, the leader counts itself the leader only
 until `renew_deadline` after its last successful renewal (leadership.LeaderElection.may_write),
 timed on its own monotonic clock, which runs on while the process is stopped; and every write to
-Kubernetes or LiveKit asks that first. The deadline is shorter than the lease a standby waits
+Kubernetes or LiveKit, and every claim handed to a pooled worker (session_handlers.ensure_worker),
+asks that first. The deadline is shorter than the lease a standby waits
 out, so by the time a standby may take over, the old leader has stopped writing.
 
 Reads are not fenced (they change nothing), nor are the Lease's own requests (they go through

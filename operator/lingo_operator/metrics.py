@@ -15,7 +15,8 @@ RECONCILE_STEP_SECONDS = Histogram(
 DRIFT_REPAIRS = Counter("lingo_drift_repairs_total", "Rooms or worker pods recreated after disappearing, or "
                         "workers replaced after they stopped answering (unresponsive_worker)", ["what"])
 WORKERS_CLAIMED = Counter("lingo_session_workers_total", "How sessions got their worker: claimed from a pool, "
-                          "cold (no idle pooled worker), or handover_failed (then cold)", ["how"])
+                          "cold (no idle pooled worker), or handover_failed (then the next idle one, or cold)",
+                          ["how"])
 WORKER_READY_SECONDS = Histogram(
     "lingo_session_worker_ready_seconds", "Session creation to WorkerReady", ["how"],
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 60, 120),
