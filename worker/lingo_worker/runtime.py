@@ -197,7 +197,10 @@ class WorkerRuntime:
 
     async def load_engines(self) -> None:
         try:
-            self.engines = await asyncio.to_thread(build_engines, self.settings.profile, self.settings.model_dir)
+            settings = self.settings
+            self.engines = await asyncio.to_thread(build_engines, settings.profile, settings.model_dir,
+                                                   gpu_device=settings.gpu_device,
+                                                   gpu_compute_type=settings.gpu_compute_type)
         except Exception as exc:
             self._startup_error = f"speech engines unavailable: {exc}"
             self._readiness_changed()

@@ -24,6 +24,8 @@ class WorkerSettings:
     target_languages: list[str]
     profile: str = "cpu"
     model_dir: Path | None = None
+    gpu_device: str = "cuda"  # the GPU profile's engines run here ("cpu" works, slowly)
+    gpu_compute_type: str = "float16"
     host: str = "0.0.0.0"
     port: int = 8080
     pool: str = ""
@@ -60,6 +62,8 @@ class WorkerSettings:
             target_languages=[t for t in env.get(worker_env.TARGET_LANGUAGES, "").split(",") if t],
             profile=env.get(worker_env.PROFILE, "cpu"),
             model_dir=Path(env[worker_env.MODEL_DIR]) if env.get(worker_env.MODEL_DIR) else None,
+            gpu_device=env.get(worker_env.GPU_DEVICE, "cuda"),
+            gpu_compute_type=env.get(worker_env.GPU_COMPUTE_TYPE, "float16"),
             host=env.get(worker_env.POD_IP) or env.get(worker_env.HOST, "0.0.0.0"),
             port=int(env.get(worker_env.PORT, "8080")),
             log_level=level,

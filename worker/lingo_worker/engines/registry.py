@@ -69,7 +69,8 @@ class Engines:
         return problems
 
 
-def build_engines(profile: str, model_dir: Path | None, cpu_threads: int = 2) -> Engines:
+def build_engines(profile: str, model_dir: Path | None, cpu_threads: int = 2, gpu_device: str = "cuda",
+                  gpu_compute_type: str = "float16") -> Engines:
     from .asr_pocketsphinx import PocketSphinxRecognizer
     from .asr_whisper import WhisperRecognizer
     from .tts_espeak import EspeakSynthesizer
@@ -83,11 +84,16 @@ def build_engines(profile: str, model_dir: Path | None, cpu_threads: int = 2) ->
                 f"gpu profile needs its model directory mounted (LINGO_MODEL_DIR={model_dir}); "
                 "expected <dir>/whisper and <dir>/nllb in CTranslate2 format"
             )
+        missing = [name for name in ("whisper", "nllb") if not (model_dir / name).is_dir()]
+        if missing:
+            raise EngineUnavailable(f"gpu profile: {', '.join(str(model_dir / m) for m in missing)} missing "
+                                    "(expected <dir>/whisper and <dir>/nllb in CTranslate2 format)")
         from .mt_nllb import NllbTranslator
 
-        whisper = WhisperRecognizer(model_dir / "whisper", device="cuda", compute_type="float16")
+        whisper = WhisperRecognizer(model_dir / "whisper", device=gpu_device, compute_type=gpu_compute_type)
         return Engines(SileroVoiceActivityDetector, {"whisper": whisper}, "whisper",
-                       NllbTranslator(model_dir / "nllb", device="cuda"), EspeakSynthesizer())
+                       NllbTranslator(model_dir / "nllb", device=gpu_device, compute_type=gpu_compute_type),
+                       EspeakSynthesizer())
 
     from .mt_apertium import ApertiumTranslator
 
