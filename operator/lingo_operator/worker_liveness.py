@@ -24,26 +24,33 @@ from .events import post_event
 from .kube import delete_ignoring_missing
 from .memo import OperatorMemo
 from .session_status import condition_true, task_ended
-from .watched import SESSIONS
+from .watched import SESSIONS, WORKER_PODS
 
 PROBE_INTERVAL_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 2.0  # a worker busy translating answers in milliseconds (its event loop is free)
 MISSES_ALLOWED = 3  # about 6-12 s from the last answer to the replacement
 
 
-def _serving(body) -> tuple[str, str] | None:
-    """(pod, endpoint) of the worker the session is being served by, if any."""
-    status = body.get("status") or {}
-    if (status.get("phase") != r.Phase.READY or body["metadata"].get("deletionTimestamp") or task_ended(status)
-            or not condition_true(status, r.Condition.WORKER_READY)):
+@kopf.index("", "v1", "pods", **WORKER_PODS)
+def worker_pod_addresses(namespace, name, uid, status, **_):
+    """(namespace, pod) -> (uid, pod IP) of every worker pod with an address."""
+    ip = (status or {}).get("podIP")
+    return {(namespace, name): (uid, ip)} if ip else None
+
+
+def _pod_of(body, addresses: kopf.Index) -> tuple[str, str, str] | None:
+    """(pod, uid, IP) of the session's worker pod now, while the session goes on."""
+    status, meta = body.get("status") or {}, body["metadata"]
+    pod = status.get("workerPodName")
+    if status.get("phase") != r.Phase.READY or meta.get("deletionTimestamp") or task_ended(status) or not pod:
         return None
-    pod, endpoint = status.get("workerPodName"), status.get("workerEndpoint")
-    return (pod, endpoint) if pod and endpoint else None
+    found = list(addresses.get((meta["namespace"], pod), []))
+    return (pod, *found[0]) if found else None
 
 
-async def _answers(http: aiohttp.ClientSession, endpoint: str) -> bool:
+async def _answers(http: aiohttp.ClientSession, ip: str) -> bool:
     try:
-        async with http.get(f"http://{endpoint}/healthz",
+        async with http.get(f"http://{ip}:{r.WORKER_PORT}/healthz",
                             timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_SECONDS)) as response:
             return response.status == 200
     except (aiohttp.ClientError, TimeoutError):
@@ -51,28 +58,37 @@ async def _answers(http: aiohttp.ClientSession, endpoint: str) -> bool:
 
 
 @kopf.daemon(**SESSIONS, cancellation_timeout=5)
-async def worker_liveness(stopped, body, memo: OperatorMemo, logger, **_):
-    """One probing task per session (kopf keeps `body` current)."""
-    missed: dict[str, int] = {}  # pod -> answers missed in a row
+async def worker_liveness(stopped, body, memo: OperatorMemo, logger, worker_pod_addresses: kopf.Index, **_):
+    """One probing task per session (kopf keeps `body` current). Only a pod that has served the
+    session is probed, and it goes on being probed when the kubelet (if it still runs) calls it
+    unready: a frozen worker is unready too, and only this check replaces it. A pod starting in
+    its place (the same name, another uid) is left to start."""
+    served, missed = None, 0  # uid of the pod seen serving; its answers missed in a row
     while not stopped:
         await stopped.wait(PROBE_INTERVAL_SECONDS)
-        serving = _serving(body)
-        if serving is None:
-            missed.clear()
+        current = _pod_of(body, worker_pod_addresses)
+        if current is None:
+            served, missed = None, 0
             continue
-        pod, endpoint = serving
-        if await _answers(memo.http, endpoint):
-            missed.clear()
+        pod, uid, ip = current
+        status = body.get("status") or {}
+        if condition_true(status, r.Condition.WORKER_READY) and status.get("workerEndpoint") == f"{ip}:{r.WORKER_PORT}":
+            served = uid
+        if served != uid:
+            missed = 0
             continue
-        missed = {pod: missed.get(pod, 0) + 1}
-        if missed[pod] < MISSES_ALLOWED or stopped:
+        if await _answers(memo.http, ip):
+            missed = 0
             continue
-        namespace = body["metadata"]["namespace"]
+        missed += 1
+        if missed < MISSES_ALLOWED or stopped:
+            continue
         message = (f"worker {pod} did not answer {MISSES_ALLOWED} health checks in a row "
                    f"({PROBE_INTERVAL_SECONDS:.0f} s apart); deleting it to start another")
         logger.warning(message)
         await post_event(memo.core, body, r.Reason.WORKER_UNRESPONSIVE, message, warning=True)
         metrics.DRIFT_REPAIRS.labels("unresponsive_worker").inc()
         await delete_ignoring_missing(
-            lambda n, ns: memo.core.delete_namespaced_pod(n, ns, grace_period_seconds=0), pod, namespace)
-        missed.clear()
+            lambda n, ns: memo.core.delete_namespaced_pod(n, ns, grace_period_seconds=0), pod,
+            body["metadata"]["namespace"])
+        served, missed = None, 0
