@@ -82,12 +82,17 @@ def tree_cpu_seconds(pid: int, table: dict) -> float:
     return sum(table[p][1] for p in process_tree(pid, table))
 
 
+def rss_mb(pid: int) -> float:
+    """One process's resident memory, from /proc (OSError or StopIteration if it is gone)."""
+    return next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS:")) / 1024
+
+
 def tree_rss_mb(pid: int) -> float:
     total = 0.0
     for p in process_tree(pid, process_table()):
         try:
-            total += next(int(line.split()[1]) for line in Path(f"/proc/{p}/status").read_text().splitlines()
-                          if line.startswith("VmRSS:")) / 1024
+            total += rss_mb(p)
         except (OSError, StopIteration):
             continue
     return total

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 from livekit import api as livekit_api
 
+from bench.common import worker_pids
 from lingo_api import claim_grant, worker_env
 from lingo_api import resources as r
 
@@ -214,18 +214,6 @@ async def test_a_claimed_worker_that_goes_away_is_replaced_at_once(kube, worker_
     assert "WorkerReplaced" in await _events(kube, worker_namespace, "phoenix")
 
 
-def _process_of_pod(uid: str) -> int:
-    """The worker process the loopback kubelet runs for the pod with this uid (its POD_UID)."""
-    for proc in Path("/proc").iterdir():
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0") if proc.name.isdigit() else []
-            if f"{worker_env.POD_UID}={uid}".encode() in environ and b"lingo-worker" in (proc / "cmdline").read_bytes():
-                return int(proc.name)
-        except OSError:
-            continue
-    raise AssertionError(f"no worker process for pod {uid}")
-
-
 async def test_a_worker_lost_mid_claim_is_followed_by_the_next_idle_one(kube, worker_namespace):
     """Issue 25: the oldest idle worker is frozen (SIGSTOP: its node hangs) when a session claims
     it; the hand-over times out, that worker is deleted, and the session gets the next idle
@@ -238,7 +226,7 @@ async def test_a_worker_lost_mid_claim_is_followed_by_the_next_idle_one(kube, wo
     await custom.patch_namespaced_custom_object(r.GROUP, r.VERSION, worker_namespace, r.POOL_PLURAL, "warm",
                                                 {"spec": {"minReady": 2}}, _content_type="application/merge-patch+json")
     await wait_for_ready_workers(kube, worker_namespace, 2)
-    pid = _process_of_pod(oldest.metadata.uid)
+    (pid,) = worker_pids(f"{worker_env.POD_UID}={oldest.metadata.uid}\0".encode())
     os.kill(pid, signal.SIGSTOP)
     try:
         await create_session(kube, worker_namespace, "second-try", subscriberCount=1)

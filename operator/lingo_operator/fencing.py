@@ -33,13 +33,25 @@ class FencedOut(kopf.TemporaryError):
                          delay=1)
 
 
-def fence_kubernetes(api: ApiClient, may_write: Callable[[], bool]) -> None:
-    """Make `api` refuse every write while `may_write()` is false."""
+class Fence:
+    """The one question every write asks (`check`); `may_write` is the leader election's, or
+    `always` for a replica that runs without one."""
+
+    def __init__(self, may_write: Callable[[], bool]):
+        self.may_write = may_write
+
+    def check(self, what: str) -> None:
+        if not self.may_write():
+            raise FencedOut(what)
+
+
+def fence_kubernetes(api: ApiClient, fence: Fence) -> None:
+    """Make `api` refuse every write the fence refuses."""
     request = api.request
 
     def fenced(method, url, *args, **kwargs):
-        if method.upper() not in READS and not may_write():
-            raise FencedOut(f"{method} {url.split('?', 1)[0]}")
+        if method.upper() not in READS:
+            fence.check(f"{method} {url.split('?', 1)[0]}")
         return request(method, url, *args, **kwargs)
 
     api.request = fenced

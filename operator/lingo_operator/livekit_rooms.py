@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import aiohttp
 from livekit import api as livekit_api
 from livekit.api.twirp_client import ServerError
 
-from .fencing import FencedOut, always
+from .fencing import Fence
 
 
 class LiveKitUnavailable(RuntimeError):
@@ -32,12 +31,11 @@ DEPARTURE_TIMEOUT_SECONDS = 60
 
 
 class RoomService:
-    """`may_write` fences room creation and deletion (fencing.py): a replica that cannot prove
-    it leads must not bring back the room of a session deleted meanwhile."""
+    """`fence` guards room creation and deletion (fencing.py): a replica that cannot prove it
+    leads must not bring back the room of a session deleted meanwhile."""
 
-    def __init__(self, url: str, api_key: str, api_secret: str, timeout_seconds: float = 5.0,
-                 may_write: Callable[[], bool] = always):
-        self._may_write = may_write
+    def __init__(self, url: str, api_key: str, api_secret: str, fence: Fence, timeout_seconds: float = 5.0):
+        self._fence = fence
         # livekit-api wants an http(s) URL for its Twirp calls.
         http_url = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
         self._api = livekit_api.LiveKitAPI(
@@ -53,8 +51,7 @@ class RoomService:
         `metadata` records which session the room belongs to, so the operator can tell its own
         rooms from others' when it sweeps up rooms left behind (lingo_operator.room_watch).
         """
-        if not self._may_write():
-            raise FencedOut(f"create room {name}")
+        self._fence.check(f"create room {name}")
         try:
             await self._api.room.create_room(
                 livekit_api.CreateRoomRequest(
@@ -75,8 +72,7 @@ class RoomService:
 
     async def delete_room(self, name: str) -> None:
         """Delete the room; a room that is already gone counts as deleted."""
-        if not self._may_write():
-            raise FencedOut(f"delete room {name}")
+        self._fence.check(f"delete room {name}")
         try:
             await self._api.room.delete_room(livekit_api.DeleteRoomRequest(room=name))
         except ServerError as exc:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 
     from .config import OperatorConfig
+    from .fencing import Fence
     from .leadership import LeaderElection
     from .livekit_rooms import RoomService
     from .metrics import SessionPhases
@@ -32,6 +33,7 @@ class OperatorMemo(kopf.Memo):
     election: LeaderElection | None  # with --leader-elect; its Lease is released at cleanup
     # Made by the startup handler (startup.py).
     config: OperatorConfig
+    fence: Fence  # every write asks it (fencing.py)
     rooms: RoomService
     k8s: ApiClient
     core: CoreV1Api

@@ -25,7 +25,6 @@ from lingo_api.session_spec import SessionSpec
 
 from . import metrics
 from .events import post_event
-from .fencing import FencedOut
 from .kube import create_or_get
 from .livekit_rooms import LiveKitUnavailable
 from .memo import OperatorMemo
@@ -107,8 +106,7 @@ async def ensure_worker(memo: OperatorMemo, session: dict, spec: SessionSpec, ro
         if pod is None:
             break
         pool, name = pod["metadata"]["labels"].get(r.LABEL_POOL, ""), pod["metadata"]["name"]
-        if memo.election and not memo.election.may_write():  # a claim is a write too (fencing.py)
-            raise FencedOut(f"claim of worker {name}")
+        memo.fence.check(f"claim of worker {name}")  # a claim is a write too
         try:
             await hand_over(core, memo.http, memo.claim_key, session, pod, room, secret_data, spec.source_language,
                             spec.target_languages)

@@ -16,7 +16,7 @@ from lingo_api.kube_client import new_api_client
 from . import metrics
 from .claim_signing import load_signing_key
 from .config import load_config
-from .fencing import always, fence_kubernetes
+from .fencing import Fence, always, fence_kubernetes
 from .livekit_rooms import RoomService
 from .memo import OperatorMemo
 from .pool_handlers import stop_pools
@@ -41,13 +41,13 @@ async def startup(settings: kopf.OperatorSettings, memo: OperatorMemo, **_):
     settings.batching.batch_window = 0.01
     config = load_config()
     memo.config = config
-    may_write = memo.election.may_write if memo.election else always
+    memo.fence = Fence(memo.election.may_write if memo.election else always)
     memo.rooms = RoomService(
         config.livekit_api_url, config.livekit_api_key, config.livekit_api_secret.get_secret_value(),
-        may_write=may_write,
+        fence=memo.fence,
     )
     memo.k8s = await new_api_client()
-    fence_kubernetes(memo.k8s, may_write)
+    fence_kubernetes(memo.k8s, memo.fence)
     memo.core = CoreV1Api(memo.k8s)
     memo.custom = CustomObjectsApi(memo.k8s)
     memo.http = aiohttp.ClientSession()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import time
-from pathlib import Path
 
 import aiohttp
 import numpy as np
 
+from bench.common import process_table, rss_mb, worker_pids
 from lingo_api import resources as r
+from lingo_api import worker_env
 
 from ..helpers import ACME, auth
 from ..speech import SENTENCE, ControlClient, speech_wav
@@ -87,27 +86,6 @@ async def test_a_listener_cannot_change_what_everyone_hears(ready_session):
             {k: v for k, v in before["options"].items() if k != "translate_partials"}
 
 
-def _worker_process(session_id: str) -> int:
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and f"LINGO_SESSION_NAME={session_id}".encode() in \
-                    (proc / "environ").read_bytes().split(b"\0") and b"lingo-worker" in (proc / "cmdline").read_bytes():
-                return int(proc.name)
-        except OSError:
-            continue
-    raise AssertionError(f"no worker process for {session_id}")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def _rss_mb(pid: int) -> float:
-    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
-
-
 async def _flood(control_url: str, token: str, speech: np.ndarray, rate: int, seconds: float) -> list[tuple[str, str]]:
     """Send `seconds` of speech as fast as the socket takes it, wait 3 s, leave; the warnings
     and errors the worker answered with."""
@@ -145,18 +123,18 @@ async def test_an_audio_flood_is_refused_and_memory_stays_flat(ready_session, fa
     minutes) and no traceback. Memory is only checked loosely: the engines' first work and the
     allocator move RSS by tens of MB either way (342 -> 376 -> 429 -> 408 -> 384 -> 428 MB over
     five floods, measured), as much as the queued speech did."""
-    pid = _worker_process(ready_session["session_id"])
+    (pid,) = worker_pids(f"{worker_env.SESSION_NAME}={ready_session['session_id']}\0".encode())
     speech, rate = speech_wav(tmp_path, SENTENCE)
     url, token = ready_session["control_url"], ready_session["publisher"][0]
-    rss, busy = [_rss_mb(pid)], []
+    rss, busy = [rss_mb(pid)], []
     for _ in range(2):  # 300 s of speech each
         codes = await _flood(url, token, speech, rate, 300)
         assert ("warning", "AUDIO_STREAM_TOO_FAST") in codes and ("error", "AUDIO_STREAM_TOO_FAST") in codes, codes
         await asyncio.sleep(2)
-        cpu = _cpu_seconds(pid)
+        cpu = process_table()[pid][1]
         await asyncio.sleep(3)
-        busy.append(_cpu_seconds(pid) - cpu)
-        rss.append(_rss_mb(pid))
+        busy.append(process_table()[pid][1] - cpu)
+        rss.append(rss_mb(pid))
     print(f"\nfloods of 300 s of speech: worker RSS {' -> '.join(f'{x:.0f}' for x in rss)} MB; "
           f"CPU in the 3 s after each client left: {', '.join(f'{x:.2f}' for x in busy)} s")
     assert max(rss) - rss[0] < 150, rss
