@@ -1,6 +1,8 @@
 # Translation worker, GPU profile: CUDA 12 + cuDNN 9 for CTranslate2 (faster-whisper, NLLB).
-# Models are not baked in: mount them at /models (whisper/, nllb/) from a PVC (values: worker.gpu.modelsPvc).
-FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+# Models are not baked in: the init step fetches them into /models (values: worker.gpu.models), or
+# a PVC holds them already (worker.gpu.modelsPvc). BASE_IMAGE: your registry's copy of the CUDA image.
+ARG BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+FROM ${BASE_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv apertium apertium-eng-spa espeak-ng \
  && rm -rf /var/lib/apt/lists/*

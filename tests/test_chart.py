@@ -13,9 +13,12 @@ import yaml
 from kubernetes_asyncio.client import CoreV1Api, RbacAuthorizationV1Api
 
 from lingo_api import resources as r
+from lingo_api import worker_env
 from lingo_loopback.binaries import REPO_ROOT, helm_binary
 from lingo_loopback.stack import start_operator
 from lingo_operator import claim_signing
+from lingo_operator.config import load_config
+from lingo_operator.worker_pod import worker_pod_spec
 
 from .helpers import create_session, delete_and_wait, kubectl, wait_for_phase
 
@@ -153,6 +156,28 @@ def test_operator_deployment_carries_livekit_secret_by_reference_only():
     env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["LIVEKIT_API_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "livekit-credentials"
     assert "value" not in env["LIVEKIT_API_SECRET"]
+
+
+def test_gpu_model_sources_reach_the_gpu_workers_init_step(monkeypatch):
+    def gpu_worker(*sets: str) -> dict:
+        operator = next(d for d in render(*sets) if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator"))
+        for item in operator["spec"]["template"]["spec"]["containers"][0]["env"]:
+            monkeypatch.setenv(item["name"], item.get("value") or "from-a-secret")
+        load_config.cache_clear()
+        try:
+            return worker_pod_spec("gpu", load_config(), [])
+        finally:
+            load_config.cache_clear()
+
+    assert "initContainers" not in gpu_worker()  # by default the models are in the PVC already
+    spec = gpu_worker("worker.gpu.models.whisper.hub=Systran/faster-whisper-large-v3",
+                      "worker.gpu.models.endpoint=https://hub.example.internal", "worker.gpu.models.tokenSecret=hub",
+                      "worker.gpu.modelsPvc=models", "worker.gpu.runtimeClassName=nvidia")
+    env = {e["name"]: e for e in spec["initContainers"][0]["env"]}
+    assert json.loads(env[worker_env.MODEL_SOURCES]["value"]) == {"whisper": {"hub": "Systran/faster-whisper-large-v3"}}
+    assert env["HF_ENDPOINT"]["value"] == "https://hub.example.internal"
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hub", "key": "token"}
+    assert spec["runtimeClassName"] == "nvidia"
 
 
 async def _apply_rbac(kube, docs: list[dict]) -> None:

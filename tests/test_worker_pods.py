@@ -1,5 +1,6 @@
 """Worker pod manifests (operator/lingo_operator/worker_pod.py, worker_pool.py), without servers:
-what a pooled worker is given to verify claims, and how long any worker stays on a lost node."""
+what a pooled worker is given to verify claims, how long any worker stays on a lost node, and how a
+GPU worker gets its models."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from lingo_api import resources as r
 from lingo_operator.config import OperatorConfig
 from lingo_operator.worker_pod import NODE_LOSS_TAINTS, NODE_LOSS_TOLERATION_SECONDS, worker_pod_spec
 from lingo_operator.worker_pool import pooled_worker_manifest
+from lingo_operator.worker_readiness import worker_condition
 
 CONFIG = OperatorConfig(livekit_api_url="ws://lk", livekit_public_url="ws://lk", livekit_worker_url="ws://lk",
                         livekit_api_key="k", livekit_api_secret="s")
@@ -68,3 +70,41 @@ def test_a_grant_lets_through_only_its_own_pod_and_body():
             assert str(exc) == message
         else:
             raise AssertionError(f"accepted: {message}")
+
+
+GPU_SOURCES = {"whisper": {"hub": "Systran/faster-whisper-large-v3", "revision": "main"},
+               "nllb": {"hub": "example/nllb-200-distilled-600M-ct2"}}
+
+
+def test_a_gpu_worker_fetches_its_models_before_it_starts_and_says_so():
+    config = CONFIG.model_copy(update={"worker_gpu_model_sources": GPU_SOURCES, "worker_gpu_models_pvc": "models",
+                                       "worker_gpu_model_endpoint": "https://hub.example.internal",
+                                       "worker_gpu_model_token_secret": "hub-token", "worker_gpu_runtime_class": "nvidia"})
+    spec = worker_pod_spec("gpu", config, [])
+    (init,) = spec["initContainers"]
+    env = {e["name"]: e for e in init["env"]}
+    assert env["HF_ENDPOINT"]["value"] == "https://hub.example.internal"
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hub-token", "key": "token"}
+    assert env["HF_HUB_OFFLINE"]["value"] == "0"
+    assert {"name": "models", "mountPath": "/models"} in init["volumeMounts"]  # it writes the PVC
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": False}} in spec["volumes"]
+    assert {"name": "models", "mountPath": "/models", "readOnly": True} in spec["containers"][0]["volumeMounts"]
+    assert spec["securityContext"]["fsGroup"] == 10001 and spec["runtimeClassName"] == "nvidia"
+
+    pod = {"spec": spec, "status": {"phase": "Pending", "initContainerStatuses": [
+        {"name": "fetch-models", "state": {"running": {}}}]}}
+    assert worker_condition(pod) == (False, r.Reason.FETCHING_MODELS, "waiting for its models: nllb from "
+                                     "example/nllb-200-distilled-600M-ct2, whisper from Systran/faster-whisper-large-v3@main")
+    pod["status"]["initContainerStatuses"] = [{"name": "fetch-models", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                                               "lastState": {"terminated": {"exitCode": 1, "message":
+                                                             "model delivery failed: model nllb: ... answered 404\n"}}}]
+    assert worker_condition(pod)[1:] == (r.Reason.MODEL_DELIVERY_FAILED, "model delivery failed: model nllb: ... answered 404")
+
+    # Without a PVC each pod fetches into its own emptyDir; without sources nothing is fetched.
+    assert {"name": "models", "emptyDir": {}} in worker_pod_spec("gpu", config.model_copy(
+        update={"worker_gpu_models_pvc": ""}), [])["volumes"]
+    plain = worker_pod_spec("gpu", CONFIG.model_copy(update={"worker_gpu_models_pvc": "models"}), [])
+    assert "initContainers" not in plain and "fsGroup" not in plain["securityContext"]
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in plain["volumes"]
+    chart_defaults = OperatorConfig.model_validate({**CONFIG.model_dump(), "worker_gpu_model_sources": {"whisper": {}, "nllb": {}}})
+    assert "initContainers" not in worker_pod_spec("gpu", chart_defaults, [])

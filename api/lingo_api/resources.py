@@ -72,6 +72,8 @@ class Reason:
     WORKER_FAILED = "WorkerFailed"
     WORKER_UNSCHEDULABLE = "WorkerUnschedulable"
     WORKER_DELETED = "WorkerDeleted"
+    FETCHING_MODELS = "FetchingModels"  # the GPU worker's init step (worker/lingo_worker/model_delivery.py)
+    MODEL_DELIVERY_FAILED = "ModelDeliveryFailed"
     TASK_ENDED = "TaskEnded"  # end_task: the worker exited for good and the session gets no other
     # Ready
     SESSION_READY = "SessionReady"

@@ -18,6 +18,7 @@ PORT = "LINGO_WORKER_PORT"
 POD_IP = "POD_IP"  # the address it binds
 HOST = "LINGO_WORKER_HOST"  # the address it binds where no pod IP is given (tests)
 MODEL_DIR = "LINGO_MODEL_DIR"  # GPU profile
+MODEL_SOURCES = "LINGO_MODEL_SOURCES"  # GPU profile: where its models come from (JSON; worker/lingo_worker/model_delivery.py)
 GPU_DEVICE = "LINGO_GPU_DEVICE"  # GPU profile: CTranslate2's device ("cuda"; "cpu" runs it without a GPU)
 GPU_COMPUTE_TYPE = "LINGO_GPU_COMPUTE_TYPE"  # GPU profile: "float16", "int8_float16", "int8", ...
 LOG_LEVEL = "LINGO_LOG_LEVEL"

@@ -6,7 +6,7 @@ import json
 import os
 from functools import lru_cache
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 class OperatorConfig(BaseModel):
@@ -40,8 +40,15 @@ class OperatorConfig(BaseModel):
     worker_gpu_tolerations: list[dict] = Field(
         default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     )
-    # A PVC holding GPU model weights, mounted read-only at /models in gpu-profile workers.
+    # A PVC holding GPU model weights, mounted at /models in gpu-profile workers (read-only unless
+    # the models are delivered into it).
     worker_gpu_models_pvc: str = ""
+    # Where the GPU models come from ({"whisper": {"hub": ..., "revision": ...}, "nllb": {...}}:
+    # worker/lingo_worker/model_delivery.py); empty: they are in the PVC already.
+    worker_gpu_model_sources: dict = Field(default_factory=dict)
+    worker_gpu_model_endpoint: str = ""  # HF_ENDPOINT for hub sources: the platform's mirror
+    worker_gpu_model_token_secret: str = ""  # a Secret in the sessions namespace with the hub token under `token`
+    worker_gpu_runtime_class: str = ""  # e.g. "nvidia" where the GPU runtime is not the node's default
     worker_service_account: str = ""
     worker_priority_class: str = ""  # a PriorityClass for worker pods (e.g. above batch work)
 
@@ -55,6 +62,11 @@ class OperatorConfig(BaseModel):
     orphan_room_grace_seconds: float = 30.0
     # The operator's own namespace: its leader Lease and claim-signing key (claim_signing.py).
     operator_namespace: str = "default"
+
+    @field_validator("worker_gpu_model_sources")
+    @classmethod
+    def _declared_sources(cls, sources: dict) -> dict:
+        return {name: source for name, source in sources.items() if source}  # the chart's `whisper: {}`: none
 
 
 def _env_json(name: str):
@@ -85,6 +97,9 @@ def load_config() -> OperatorConfig:
         "worker_image_gpu": "LINGO_WORKER_IMAGE_GPU",
         "worker_image_pull_policy": "LINGO_WORKER_IMAGE_PULL_POLICY",
         "worker_gpu_models_pvc": "LINGO_WORKER_GPU_MODELS_PVC",
+        "worker_gpu_model_endpoint": "LINGO_WORKER_GPU_MODEL_ENDPOINT",
+        "worker_gpu_model_token_secret": "LINGO_WORKER_GPU_MODEL_TOKEN_SECRET",
+        "worker_gpu_runtime_class": "LINGO_WORKER_GPU_RUNTIME_CLASS",
         "worker_service_account": "LINGO_WORKER_SERVICE_ACCOUNT",
         "worker_priority_class": "LINGO_WORKER_PRIORITY_CLASS",
         "expired_retention_seconds": "LINGO_EXPIRED_RETENTION_SECONDS",
@@ -104,6 +119,7 @@ def load_config() -> OperatorConfig:
         "worker_gpu_node_selector": "LINGO_WORKER_GPU_NODE_SELECTOR",
         "worker_tolerations": "LINGO_WORKER_TOLERATIONS",
         "worker_gpu_tolerations": "LINGO_WORKER_GPU_TOLERATIONS",
+        "worker_gpu_model_sources": "LINGO_WORKER_GPU_MODEL_SOURCES",
     }
     for field, var in structured.items():
         parsed = _env_json(var)

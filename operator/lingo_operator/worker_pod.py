@@ -3,6 +3,8 @@ every worker pod shares, which a WorkerPool's idle workers start from (operator/
 
 from __future__ import annotations
 
+import json
+
 from lingo_api import resources as r
 from lingo_api import worker_env
 from lingo_api.session_spec import SessionSpec, WorkerProfile
@@ -63,6 +65,55 @@ def with_node_loss_tolerations(given: list[dict]) -> list[dict]:
                        "tolerationSeconds": NODE_LOSS_TOLERATION_SECONDS} for key in NODE_LOSS_TAINTS if key not in keys)]
 
 
+WORKER_CONTAINER = "worker"
+MODEL_DELIVERY_CONTAINER = "fetch-models"
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def model_delivery_container(config: OperatorConfig) -> dict:
+    """The init step that fetches the GPU models into /models (worker/lingo_worker/model_delivery.py)
+    before the worker starts: once per PVC, or per pod where there is none."""
+    env = [
+        {"name": worker_env.MODEL_DIR, "value": MODELS_MOUNT_PATH},
+        {"name": worker_env.MODEL_SOURCES, "value": json.dumps(config.worker_gpu_model_sources, sort_keys=True)},
+        {"name": "HF_HUB_OFFLINE", "value": "0"},  # the GPU image runs offline; this step is the one that fetches
+        {"name": "HF_HOME", "value": "/tmp/huggingface"},
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        {"name": "HF_HUB_DISABLE_PROGRESS_BARS", "value": "1"},
+    ]
+    if config.worker_gpu_model_endpoint:
+        env.append({"name": "HF_ENDPOINT", "value": config.worker_gpu_model_endpoint})
+    if config.worker_gpu_model_token_secret:
+        env.append(secret_env("HF_TOKEN", config.worker_gpu_model_token_secret, "token"))
+    return {
+        "name": MODEL_DELIVERY_CONTAINER,
+        "image": config.worker_image_gpu,
+        "imagePullPolicy": config.worker_image_pull_policy,
+        "command": ["python", "-m", "lingo_worker.model_delivery"],
+        "env": env,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": MODELS_MOUNT_PATH}],
+        # Its error (which model, what was wrong) becomes the session's WorkerReady message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": CONTAINER_SECURITY,
+    }
+
+
+def models_being_fetched(pod: dict) -> str | None:
+    """What a GPU worker pod's init step is fetching, while it runs; None otherwise."""
+    for container in pod.get("spec", {}).get("initContainers") or []:
+        if container.get("name") == MODEL_DELIVERY_CONTAINER:
+            env = {item["name"]: item.get("value", "") for item in container.get("env") or []}
+            sources = json.loads(env.get(worker_env.MODEL_SOURCES) or "{}")
+            return ", ".join(f"{name} from {s.get('hub') or s.get('url')}" + (f"@{s['revision']}" if s.get("revision") else "")
+                             for name, s in sorted(sources.items()))
+    return None
+
+
 def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> dict:
     """The pod spec of a worker of `profile`, with `env` added to what every worker gets."""
     gpu = profile == WorkerProfile.GPU.value
@@ -77,13 +128,19 @@ def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> di
     ]
     volumes = [{"name": "tmp", "emptyDir": {}}]
     mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    init_containers = []
     if gpu:
         env.append({"name": worker_env.MODEL_DIR, "value": MODELS_MOUNT_PATH})
+        delivered = bool(config.worker_gpu_model_sources)
         if config.worker_gpu_models_pvc:
-            volumes.append(
-                {"name": "models", "persistentVolumeClaim": {"claimName": config.worker_gpu_models_pvc, "readOnly": True}}
-            )
+            volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": config.worker_gpu_models_pvc,
+                                                                        "readOnly": not delivered}})
+        elif delivered:  # no PVC to keep them in: each pod fetches its own
+            volumes.append({"name": "models", "emptyDir": {}})
+        if config.worker_gpu_models_pvc or delivered:
             mounts.append({"name": "models", "mountPath": MODELS_MOUNT_PATH, "readOnly": True})
+        if delivered:
+            init_containers.append(model_delivery_container(config))
     probe = lambda path, period, failures: {  # noqa: E731 - two probes, same shape
         "httpGet": {"path": path, "port": "control"},
         "periodSeconds": period,
@@ -91,7 +148,7 @@ def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> di
         "failureThreshold": failures,
     }
     container = {
-        "name": "worker",
+        "name": WORKER_CONTAINER,
         "image": config.worker_image_gpu if gpu else config.worker_image,
         "imagePullPolicy": config.worker_image_pull_policy,
         "command": list(config.worker_command),
@@ -102,12 +159,7 @@ def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> di
         "readinessProbe": probe("/readyz", 1, 2),
         "livenessProbe": {**probe("/healthz", 10, 3), "initialDelaySeconds": 30},
         "volumeMounts": mounts,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": CONTAINER_SECURITY,
     }
     pod_spec = {
         "containers": [container],
@@ -122,6 +174,11 @@ def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> di
         "nodeSelector": dict(config.worker_gpu_node_selector if gpu else config.worker_node_selector),
         "tolerations": with_node_loss_tolerations(config.worker_gpu_tolerations if gpu else config.worker_tolerations),
     }
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+        pod_spec["securityContext"]["fsGroup"] = pod_spec["securityContext"]["runAsUser"]  # a PVC it may write
+    if gpu and config.worker_gpu_runtime_class:
+        pod_spec["runtimeClassName"] = config.worker_gpu_runtime_class
     if config.worker_service_account:
         pod_spec["serviceAccountName"] = config.worker_service_account
     if config.worker_priority_class:

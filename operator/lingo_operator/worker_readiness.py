@@ -22,6 +22,7 @@ from .session_status import (SessionGone, TERMINAL_PHASES, condition_true, set_c
                              update_status)
 from .watched import SESSIONS, WORKER_PODS
 from .worker_claim import claimed_message
+from .worker_pod import MODEL_DELIVERY_CONTAINER, models_being_fetched
 from .worker_pool import pod_ready
 
 
@@ -37,6 +38,13 @@ def worker_condition(pod: dict) -> tuple[bool, str, str]:
     scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
     if scheduled and scheduled.get("status") == "False":
         return False, r.Reason.WORKER_UNSCHEDULABLE, scheduled.get("message") or "no node can run the worker"
+    delivery = next((cs for cs in status.get("initContainerStatuses") or [] if cs.get("name") == MODEL_DELIVERY_CONTAINER),
+                    None)
+    if delivery and not delivery.get("state", {}).get("terminated"):
+        failed = (delivery.get("lastState") or {}).get("terminated")
+        if failed and failed.get("exitCode"):
+            return False, r.Reason.MODEL_DELIVERY_FAILED, (failed.get("message") or "model delivery failed").strip()[-500:]
+        return False, r.Reason.FETCHING_MODELS, f"waiting for its models: {models_being_fetched(pod)}"
     waiting = [
         cs.get("state", {}).get("waiting") for cs in status.get("containerStatuses") or [] if cs.get("state", {}).get("waiting")
     ]
@@ -102,7 +110,7 @@ async def record_worker_state(memo: OperatorMemo, logger, pod_meta: dict, pod_ip
     if session is not None and not (ready and pool):
         await post_event(memo.core, session, reason, message,
                          warning=not ready and reason not in (r.Reason.WORKER_STARTING, r.Reason.WORKER_DELETED,
-                                                              r.Reason.TASK_ENDED))
+                                                              r.Reason.TASK_ENDED, r.Reason.FETCHING_MODELS))
     if current and ended:  # the session needs another worker now, not at the next drift check
         latest = await memo.custom.get_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL,
                                                                 session_name)
