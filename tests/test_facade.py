@@ -72,6 +72,10 @@ async def test_list_get_delete_and_ownership(http, kube, facade_ns):
                                             "ttl_seconds": 600})
     assert status == 200, body
     session_id = body["data"]["session_id"]
+    # Handed to its client: the operator leaves it be (an undelivered one it deletes: test_operator.py).
+    stored = await CustomObjectsApi(kube).get_namespaced_custom_object(r.GROUP, r.VERSION, facade_ns, r.SESSION_PLURAL,
+                                                                       session_id)
+    assert stored["metadata"]["annotations"][r.ANNOTATION_DELIVERY] == r.DELIVERY_DELIVERED
 
     async with http.get(SESSIONS, headers=auth(ACME)) as response:
         listed = await response.json()

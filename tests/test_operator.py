@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import jwt
@@ -15,7 +16,7 @@ from lingo_loopback.processes import free_port
 from lingo_loopback.stack import start_operator
 
 from .helpers import (
-    condition, create_session, delete_and_wait, eventually, get_session, gone, read_tokens, wait_for_phase,
+    condition, create_session, delete_and_wait, eventually, get_session, gone, read_tokens, session_body, wait_for_phase,
 )
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -149,6 +150,34 @@ async def test_expired_session_is_deleted_after_retention(cluster, kube, facade_
         await wait_for_phase(kube, namespace, "brief", r.Phase.EXPIRED, timeout=30)
         await eventually(lambda: gone(lambda: get_session(kube, namespace, "brief")), timeout=20,
                          what="expired session deleted after retention")
+    finally:
+        operator.stop()
+        await CoreV1Api(kube).delete_namespace(namespace)
+
+
+async def test_a_session_no_client_received_is_deleted_and_a_delivered_one_kept(cluster, kube, facade_url):
+    """The facade marks a session delivered once its client has the tokens (tests/test_facade.py);
+    one still pending after the grace was lost with its facade and would hold a quota slot."""
+    namespace = f"undelivered-{secrets.token_hex(3)}"
+    await CoreV1Api(kube).create_namespace({"metadata": {"name": namespace}})
+    operator = start_operator(cluster, facade_url, namespaces=[namespace], name="operator-undelivered",
+                              extra_env={"LINGO_UNDELIVERED_GRACE_SECONDS": "4"})
+    custom = CustomObjectsApi(kube)
+    try:
+        for name, delivery in (("lost", r.DELIVERY_PENDING), ("handed", r.DELIVERY_PENDING), ("by-hand", None)):
+            body = session_body(name, room=False)
+            if delivery:
+                body["metadata"]["annotations"] = {r.ANNOTATION_DELIVERY: delivery}
+            await custom.create_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, body)
+        await custom.patch_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.SESSION_PLURAL, "handed", {
+            "metadata": {"annotations": {r.ANNOTATION_DELIVERY: r.DELIVERY_DELIVERED}}}, _content_type=r.MERGE_PATCH)
+        await eventually(lambda: gone(lambda: get_session(kube, namespace, "lost")), timeout=30,
+                         what="the undelivered session deleted")
+        events = await CoreV1Api(kube).list_namespaced_event(namespace)
+        assert any(e.reason == r.Reason.UNDELIVERED and e.involved_object.name == "lost" for e in events.items)
+        await asyncio.sleep(3)
+        for name in ("handed", "by-hand"):
+            assert not (await get_session(kube, namespace, name))["metadata"].get("deletionTimestamp")
     finally:
         operator.stop()
         await CoreV1Api(kube).delete_namespace(namespace)

@@ -36,6 +36,15 @@ POOL_STATE_IDLE = "idle"
 POOL_STATE_CLAIMED = "claimed"
 
 FINALIZER = f"{GROUP}/livekit-room"
+# The patch type custom resources take (they have no strategic merge).
+MERGE_PATCH = "application/merge-patch+json"
+
+# On sessions the facade creates: "pending" until the client has been handed its tokens, then
+# "delivered". A session nobody received (its facade died mid-create) would hold a quota slot
+# until its TTL; the operator deletes it once it has been pending for a while
+# (OperatorConfig.undelivered_grace_seconds).
+ANNOTATION_DELIVERY = f"{GROUP}/delivery"
+DELIVERY_PENDING, DELIVERY_DELIVERED = "pending", "delivered"
 
 
 class Phase:
@@ -85,6 +94,7 @@ class Reason:
     CLAIM_FAILED = "ClaimFailed"
     NO_IDLE_WORKER = "NoIdleWorker"
     SESSION_EXPIRED = "SessionExpired"
+    UNDELIVERED = "Undelivered"  # created by a facade that never handed it to its client: deleted
     EXPIRED = "Expired"  # every condition, once the TTL elapsed
     FAILED = "Failed"
     DRIFT = "Drift"  # something the operator made was changed or removed, and is made again

@@ -54,6 +54,9 @@ class OperatorConfig(BaseModel):
 
     # How long an expired session stays visible before the operator deletes it (0: keep).
     expired_retention_seconds: int = 3600
+    # A session the facade created and never handed to its client is deleted this long after its
+    # creation (session_lifetime.undelivered_session): well past the facade's ready timeout (30 s).
+    undelivered_grace_seconds: float = 120.0
     # First retry delay after a LiveKit error, seconds; doubles per retry up to a minute.
     retry_delay_seconds: float = 5.0
     # How often the room watch compares LiveKit's rooms with the sessions (lingo_operator.room_watch),
@@ -103,6 +106,7 @@ def load_config() -> OperatorConfig:
         "worker_service_account": "LINGO_WORKER_SERVICE_ACCOUNT",
         "worker_priority_class": "LINGO_WORKER_PRIORITY_CLASS",
         "expired_retention_seconds": "LINGO_EXPIRED_RETENTION_SECONDS",
+        "undelivered_grace_seconds": "LINGO_UNDELIVERED_GRACE_SECONDS",
         "retry_delay_seconds": "LINGO_RETRY_DELAY_SECONDS",
         "room_watch_interval_seconds": "LINGO_ROOM_WATCH_INTERVAL_SECONDS",
         "orphan_room_grace_seconds": "LINGO_ORPHAN_ROOM_GRACE_SECONDS",

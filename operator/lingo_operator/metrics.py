@@ -6,6 +6,8 @@ from lingo_api import resources as r
 
 SESSIONS_PROVISIONED = Counter("lingo_sessions_provisioned_total", "Sessions whose room, tokens and pod were made")
 SESSIONS_EXPIRED = Counter("lingo_sessions_expired_total", "Sessions torn down at the end of their TTL")
+SESSIONS_UNDELIVERED = Counter("lingo_sessions_undelivered_total",
+                                "Sessions deleted because their facade never handed them to a client")
 SESSIONS_DELETED = Counter("lingo_sessions_deleted_total", "Sessions whose LiveKit room was removed on delete")
 LIVEKIT_ERRORS = Counter("lingo_livekit_errors_total", "LiveKit calls that failed", ["operation"])
 RECONCILE_STEP_SECONDS = Histogram(

@@ -84,7 +84,7 @@ async def keep_pool(memo: OperatorMemo, key: tuple[str, str]) -> None:
                 if status != written:
                     await memo.custom.patch_namespaced_custom_object_status(
                         r.GROUP, r.VERSION, key[0], r.POOL_PLURAL, key[1], {"status": status},
-                        _content_type="application/merge-patch+json")
+                        _content_type=r.MERGE_PATCH)
                     written = status
             except FencedOut as exc:  # the Lease is in doubt: write nothing until it is renewed
                 log.warning("pool %s/%s: %s", *key, exc)

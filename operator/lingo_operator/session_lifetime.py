@@ -9,6 +9,7 @@ import kopf
 from kubernetes_asyncio.client import ApiException
 
 from lingo_api import resources as r
+from lingo_api.kube_time import parse_time
 
 from . import metrics
 from .events import post_event
@@ -87,6 +88,23 @@ async def session_lifetime(stopped, body, memo: OperatorMemo, logger, **_):
         if exc.status != 404:
             raise
 
+
+@kopf.daemon(**SESSIONS, annotations={r.ANNOTATION_DELIVERY: r.DELIVERY_PENDING}, cancellation_timeout=5)
+async def undelivered_session(stopped, body, memo: OperatorMemo, logger, **_):
+    """A session whose facade never handed it to its client (it died mid-create, or the client's
+    create timed out while etcd was down and landed later) is deleted once it has been pending
+    undelivered_grace_seconds: nobody holds its tokens, and it would keep a quota slot until its
+    TTL. kopf stops this daemon as soon as the facade marks the session delivered."""
+    meta = body["metadata"]
+    grace = dt.timedelta(seconds=memo.config.undelivered_grace_seconds)
+    if not await _sleep_until(stopped, parse_time(meta["creationTimestamp"]) + grace) or meta.get("deletionTimestamp"):
+        return
+    message = f"no client received this session within {grace.total_seconds():g}s of its creation; deleting it"
+    await post_event(memo.core, body, r.Reason.UNDELIVERED, message, warning=True)
+    logger.info("deleting %s/%s: never delivered to its client", meta["namespace"], meta["name"])
+    metrics.SESSIONS_UNDELIVERED.inc()
+    await delete_ignoring_missing(lambda n, ns: memo.custom.delete_namespaced_custom_object(
+        r.GROUP, r.VERSION, ns, r.SESSION_PLURAL, n), meta["name"], meta["namespace"])
 
 
 # -- deletion ------------------------------------------------------------------------------

@@ -36,7 +36,6 @@ from .worker_pool import pod_ready
 log = logging.getLogger("lingo.operator")
 
 HANDOVER_TIMEOUT_SECONDS = 15
-MERGE_PATCH = "application/merge-patch+json"
 
 
 class HandoverFailed(Exception):
@@ -88,7 +87,7 @@ async def claim_idle_pod(core: CoreV1Api, session: dict, profile: str, profiles:
             r.LABEL_POOL_STATE: r.POOL_STATE_CLAIMED, r.LABEL_CLAIMED_BY: meta["uid"]}}}
         try:
             claimed = await core.patch_namespaced_pod(pod["metadata"]["name"], meta["namespace"], patch,
-                                                      _content_type=MERGE_PATCH)
+                                                      _content_type=r.MERGE_PATCH)
         except ApiException as exc:
             if exc.status in (404, 409):  # another session got it first, or it is gone
                 continue
@@ -117,7 +116,7 @@ async def adopt(core: CoreV1Api, session: dict, pod: dict) -> None:
     # A merge patch replaces the owner list (a strategic one would add the session beside the pool).
     await core.patch_namespaced_pod(pod["metadata"]["name"], session["metadata"]["namespace"], {"metadata": {
         "labels": labels, "annotations": {SAFE_TO_EVICT: "false"}, "ownerReferences": [owner_reference(session)]}},
-        _content_type=MERGE_PATCH)
+        _content_type=r.MERGE_PATCH)
 
 
 async def _call_claim(http, claim_key, session, pod, room, tokens_secret_data, source_language, target_languages):

@@ -37,6 +37,11 @@ log = logging.getLogger("lingo.webhook")
 _DECOY_HASH = hash_secret(secrets.token_urlsafe(16))
 
 
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("API clients not refreshed: %s", describe_failure(task.exception()))
+
+
 @dataclass(frozen=True)
 class Client:
     client_id: str
@@ -73,12 +78,25 @@ class ClientRegistry:
         self._clients: dict[str, Client] = {}
         self._keys: dict[str, StoredKey] = {}  # by key id
         self._loaded_at = -1e9
+        self._refreshing: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._verified_ttl = verified_ttl
         self._verified: dict[bytes, tuple[str, float]] = {}  # hmac(id, secret) -> (stored hash, until)
         self._cache_key = secrets.token_bytes(32)
 
     async def _refresh(self) -> None:
+        """The registry as of at most `ttl` ago. Only a facade that never read it waits for the
+        read; otherwise a due refresh runs beside the request, which uses the last list: a stalled
+        API server (etcd down) must not hold every login for the read's timeout."""
+        if time.monotonic() - self._loaded_at < self._ttl:
+            return
+        if self._loaded_at < 0:
+            await self._load()
+        elif self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._load(), name="api-clients-refresh")
+            self._refreshing.add_done_callback(_log_failure)
+
+    async def _load(self) -> None:
         async with self._lock:
             if time.monotonic() - self._loaded_at < self._ttl:
                 return

@@ -37,6 +37,11 @@ def kubernetes_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, (aiohttp.ClientError, OSError, asyncio.TimeoutError))
 
 
+# A write the API server has not answered in this long is answered 503 (its storage, etcd, may be
+# down while the API server itself answers); a create that lands later is never handed out and
+# the operator deletes it (resources.ANNOTATION_DELIVERY).
+API_TIMEOUT_SECONDS = 5
+
 KUBERNETES_UNAVAILABLE = ApiError(503, "kubernetes_unavailable",
                                   "the Kubernetes API is unreachable right now; retry shortly",
                                   headers={"Retry-After": "2"})

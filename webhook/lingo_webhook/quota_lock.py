@@ -20,7 +20,7 @@ from kubernetes_asyncio.client import ApiException, CoordinationV1Api, V1Lease
 
 from lingo_api.kube_time import now_micro_time, parse_time
 
-from .errors import ApiError
+from .errors import API_TIMEOUT_SECONDS, ApiError
 
 HOLD_SECONDS = 5  # a holder that died is waited out this long
 WAIT_SECONDS = 10  # a create that cannot get the lock in this time is answered 503
@@ -53,7 +53,7 @@ class ClientQuotaLock:
         lease = self._known.get(name)
         if lease is None or self._held_by_another(lease):
             try:
-                lease = await self.api.read_namespaced_lease(name, self.namespace)
+                lease = await self.api.read_namespaced_lease(name, self.namespace, _request_timeout=API_TIMEOUT_SECONDS)
             except ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -64,7 +64,8 @@ class ClientQuotaLock:
         lease.spec.holder_identity, lease.spec.lease_duration_seconds = self.holder, HOLD_SECONDS
         lease.spec.acquire_time = lease.spec.renew_time = now_micro_time()
         try:
-            self._known[name] = await self.api.replace_namespaced_lease(name, self.namespace, lease)
+            self._known[name] = await self.api.replace_namespaced_lease(name, self.namespace, lease,
+                                                                         _request_timeout=API_TIMEOUT_SECONDS)
         except ApiException as exc:
             self._known.pop(name, None)
             if exc.status in (404, 409):  # deleted, or another replica wrote it first
@@ -79,7 +80,7 @@ class ClientQuotaLock:
                 "spec": {"holderIdentity": self.holder, "leaseDurationSeconds": HOLD_SECONDS,
                          "acquireTime": now, "renewTime": now}}
         try:
-            self._known[name] = await self.api.create_namespaced_lease(self.namespace, body)
+            self._known[name] = await self.api.create_namespaced_lease(self.namespace, body, _request_timeout=API_TIMEOUT_SECONDS)
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -92,7 +93,8 @@ class ClientQuotaLock:
             return
         lease.spec.holder_identity = None
         try:
-            self._known[name] = await self.api.replace_namespaced_lease(name, self.namespace, lease)
+            self._known[name] = await self.api.replace_namespaced_lease(name, self.namespace, lease,
+                                                                         _request_timeout=API_TIMEOUT_SECONDS)
         except ApiException:  # taken over after HOLD_SECONDS, or the API server is away: it expires
             self._known.pop(name, None)
 

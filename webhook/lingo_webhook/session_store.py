@@ -13,12 +13,14 @@ from lingo_api import resources as r
 from lingo_api.session_spec import SessionSpec
 
 from . import metrics
-from .errors import ApiError
+from .errors import API_TIMEOUT_SECONDS, ApiError
 from .quota_lock import ClientQuotaLock
 from .session_cache import SessionCache, SessionDeleted
 
 log = logging.getLogger("lingo.webhook")
 
+STORAGE_CHECK_SECONDS = 1.0
+STORAGE_CHECK_TIMEOUT = 3  # the API server's own etcd check gives up after 2 s
 ACTIVE_PHASES = (None, r.Phase.PENDING, r.Phase.PROVISIONING, r.Phase.READY)
 
 
@@ -65,6 +67,38 @@ class SessionStore:
         # Serialises a client's creates within this replica (the Lease does it across replicas;
         # this keeps one replica's own creates from polling it against each other).
         self._client_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._storage_checked_at, self._storage_down = -STORAGE_CHECK_SECONDS, False
+        self._storage_check: asyncio.Task | None = None
+
+    async def _storage_ready(self) -> None:
+        """503 at once while the API server cannot reach etcd (its /readyz says "[-]etcd", or does
+        not answer in time): it would take a create and hang, and the create could land later.
+        Asked at most once a STORAGE_CHECK_SECONDS; once it said no, the next asks run beside
+        the requests, which are refused until one says yes."""
+        if time.monotonic() - self._storage_checked_at >= STORAGE_CHECK_SECONDS:
+            if not self._storage_down:
+                await self._check_storage()
+            elif self._storage_check is None or self._storage_check.done():
+                self._storage_check = asyncio.create_task(self._check_storage(), name="storage-check")
+        if self._storage_down:
+            raise ApiError(503, "kubernetes_unavailable", "the Kubernetes API cannot reach its storage (etcd) "
+                           "right now; retry shortly", headers={"Retry-After": "2"})
+
+    async def _check_storage(self) -> None:
+        self._storage_checked_at = time.monotonic()
+        try:
+            await self.custom.api_client.call_api("/readyz", "GET", auth_settings=["BearerToken"],
+                                                  _request_timeout=STORAGE_CHECK_TIMEOUT)
+            self._storage_down = False
+        except ApiException as exc:
+            if exc.status in (401, 403, 404):  # a cluster that does not let us ask: not asked again
+                self._storage_checked_at = float("inf")
+            body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+            self._storage_down = "[-]etcd" in body
+        except asyncio.TimeoutError:
+            self._storage_down = True
+        except Exception:  # the API server itself unreachable: the create's own calls will say so
+            self._storage_down = False
 
     async def _synced(self) -> None:
         if not self.cache.synced:
@@ -81,7 +115,8 @@ class SessionStore:
         """The client's live sessions as the API server has them now (not this replica's cache:
         another replica may have created or deleted one a moment ago)."""
         listed = await self.custom.list_namespaced_custom_object(
-            r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, label_selector=f"{r.LABEL_CLIENT}={client_id}")
+            r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, label_selector=f"{r.LABEL_CLIENT}={client_id}",
+            _request_timeout=API_TIMEOUT_SECONDS)
         return sum(1 for s in listed.get("items", []) if (s.get("status") or {}).get("phase") in ACTIVE_PHASES
                    and not s["metadata"].get("deletionTimestamp"))
 
@@ -125,6 +160,7 @@ class SessionStore:
     async def create(self, client_id: str, max_sessions: int, spec: SessionSpec) -> tuple[dict, dict]:
         """Create a session and wait until it can be joined; returns (session, tokens)."""
         await self._synced()
+        await self._storage_ready()
         async with self._client_locks[client_id], self.quota_lock.held(client_id):
             active = await self._active_count(client_id)
             if active >= max_sessions:
@@ -132,16 +168,21 @@ class SessionStore:
             body = {
                 "apiVersion": r.API_VERSION,
                 "kind": r.SESSION_KIND,
-                "metadata": {"generateName": "ss-", "labels": {r.LABEL_CLIENT: client_id}},
+                "metadata": {"generateName": "ss-", "labels": {r.LABEL_CLIENT: client_id},
+                             "annotations": {r.ANNOTATION_DELIVERY: r.DELIVERY_PENDING}},
                 "spec": spec.to_crd(),
             }
             created = await self.custom.create_namespaced_custom_object(
-                r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, body
+                r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, body, _request_timeout=API_TIMEOUT_SECONDS
             )
         name = created["metadata"]["name"]
         try:
             session = await asyncio.wait_for(self._wait_usable(name), self.ready_timeout)
             tokens = await self.read_tokens(name)
+            await self.custom.patch_namespaced_custom_object(
+                r.GROUP, r.VERSION, self.namespace, r.SESSION_PLURAL, name,
+                {"metadata": {"annotations": {r.ANNOTATION_DELIVERY: r.DELIVERY_DELIVERED}}},
+                _content_type=r.MERGE_PATCH, _request_timeout=API_TIMEOUT_SECONDS)
         except (asyncio.TimeoutError, ApiError) as exc:
             # Never leave a half-made session behind: the finalizer also removes its room.
             await self.delete(name)

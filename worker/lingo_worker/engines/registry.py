@@ -79,15 +79,12 @@ def build_engines(profile: str, model_dir: Path | None, cpu_threads: int = 2, gp
     from .vad_silero import SileroVoiceActivityDetector
 
     if profile == "gpu":
+        expected = "expected <dir>/whisper and <dir>/nllb in CTranslate2 format"
         if model_dir is None or not model_dir.is_dir():
-            raise EngineUnavailable(
-                f"gpu profile needs its model directory mounted (LINGO_MODEL_DIR={model_dir}); "
-                "expected <dir>/whisper and <dir>/nllb in CTranslate2 format"
-            )
+            raise EngineUnavailable(f"gpu profile needs its model directory mounted (LINGO_MODEL_DIR={model_dir}); {expected}")
         missing = [name for name in ("whisper", "nllb") if not (model_dir / name).is_dir()]
         if missing:
-            raise EngineUnavailable(f"gpu profile: {', '.join(str(model_dir / m) for m in missing)} missing "
-                                    "(expected <dir>/whisper and <dir>/nllb in CTranslate2 format)")
+            raise EngineUnavailable(f"gpu profile: {', '.join(str(model_dir / m) for m in missing)} missing ({expected})")
         from .mt_nllb import NllbTranslator
 
         whisper = WhisperRecognizer(model_dir / "whisper", device=gpu_device, compute_type=gpu_compute_type)
