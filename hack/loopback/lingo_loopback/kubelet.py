@@ -2,8 +2,8 @@
 
 The loopback control plane has no container runtime. This registers a Node, binds the
 operator's worker pods to it, runs each container's command with the pod's env resolved
-(values, Secret keys, pod fields), gives every pod its own 127.x address as its pod IP,
-probes readiness over HTTP like a kubelet, restarts crashed containers with back-off
+(values, Secret keys, pod fields), gives every pod its own 127.x address (from a block no other
+running kubelet uses) as its pod IP, probes readiness over HTTP like a kubelet, restarts crashed containers with back-off
 (restartPolicy Always; with Never the pod ends Succeeded or Failed), and finalizes deletions. Pod status is written through the real
 API, so the operator sees exactly what it would on a cluster.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import fcntl
 import fnmatch
 import itertools
 import logging
@@ -27,6 +28,7 @@ import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 from kubernetes_asyncio import client, config, watch
@@ -34,6 +36,8 @@ from kubernetes_asyncio.client import ApiException
 
 from lingo_api import resources as r
 from lingo_api.kube_time import now_time
+
+from .binaries import cache_dir
 
 log = logging.getLogger("lingo.loopback.kubelet")
 NODE_NAME = "loopback-node"
@@ -55,6 +59,26 @@ class RunningPod:
     workdir: Path | None = None
 
 
+# Each kubelet gives out pod addresses from a /16 of its own, 127.<block>.0.0, held with a lock
+# file for as long as the process lives: stacks running side by side never hand out the same
+# address (one stack's worker answered another's claim when they all counted from 127.0.100.1).
+ADDRESS_BLOCKS = range(100, 200)
+
+
+def claim_address_block() -> tuple[int, IO]:
+    """A free block and the open lock file that holds it (released when closed or at exit)."""
+    folder = cache_dir() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    for block in ADDRESS_BLOCKS:
+        lock = (folder / f"loopback-addresses-{block}.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return block, lock
+        except BlockingIOError:
+            lock.close()
+    raise RuntimeError(f"every loopback address block ({ADDRESS_BLOCKS.start}-{ADDRESS_BLOCKS.stop - 1}) is in use")
+
+
 class LoopbackKubelet:
     def __init__(self, api: client.ApiClient, log_dir: Path, gpus: int = 0, namespaces: list[str] | None = None,
                  pods_dir: Path | None = None):
@@ -67,7 +91,8 @@ class LoopbackKubelet:
         self.log_dir = log_dir
         self.gpus = gpus
         self.pods: dict[str, RunningPod] = {}
-        self._addresses = (f"127.0.{100 + i // 250}.{1 + i % 250}" for i in itertools.count())
+        block, self._address_lock = claim_address_block()
+        self._addresses = (f"127.{block}.{i // 250}.{1 + i % 250}" for i in itertools.count())
 
     async def register_node(self) -> None:
         capacity = {"cpu": str(os.cpu_count() or 2), "memory": "16Gi", "pods": "110"}
