@@ -21,7 +21,7 @@ from lingo_api.kube_client import new_api_client
 
 from . import metrics
 from . import (pool_handlers, session_handlers, session_lifetime, startup,  # noqa: F401 - registers the handlers with kopf
-               worker_liveness, worker_readiness)
+               worker_liveness, worker_pod_index, worker_readiness)
 from .leadership import LeaderElection, LeaseTiming
 from .memo import OperatorMemo
 

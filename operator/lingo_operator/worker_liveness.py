@@ -24,28 +24,22 @@ from .events import post_event
 from .kube import delete_ignoring_missing
 from .memo import OperatorMemo
 from .session_status import condition_true, task_ended
-from .watched import SESSIONS, WORKER_PODS
+from .watched import SESSIONS
+from .worker_pod_index import WorkerPodRecord
 
 PROBE_INTERVAL_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 2.0  # a worker busy translating answers in milliseconds (its event loop is free)
 MISSES_ALLOWED = 3  # about 6-12 s from the last answer to the replacement
 
 
-@kopf.index("", "v1", "pods", **WORKER_PODS)
-def worker_pod_addresses(namespace, name, uid, status, **_):
-    """(namespace, pod) -> (uid, pod IP) of every worker pod with an address."""
-    ip = (status or {}).get("podIP")
-    return {(namespace, name): (uid, ip)} if ip else None
-
-
-def _pod_of(body, addresses: kopf.Index) -> tuple[str, str, str] | None:
+def _pod_of(body, worker_pods: kopf.Index) -> tuple[str, str, str] | None:
     """(pod, uid, IP) of the session's worker pod now, while the session goes on."""
     status, meta = body.get("status") or {}, body["metadata"]
     pod = status.get("workerPodName")
     if status.get("phase") != r.Phase.READY or meta.get("deletionTimestamp") or task_ended(status) or not pod:
         return None
-    found = list(addresses.get((meta["namespace"], pod), []))
-    return (pod, *found[0]) if found else None
+    found: list[WorkerPodRecord] = [record for record in worker_pods.get((meta["namespace"], pod), []) if record.ip]
+    return (pod, found[0].uid, found[0].ip) if found else None
 
 
 async def _answers(http: aiohttp.ClientSession, ip: str) -> bool:
@@ -58,7 +52,7 @@ async def _answers(http: aiohttp.ClientSession, ip: str) -> bool:
 
 
 @kopf.daemon(**SESSIONS, cancellation_timeout=5)
-async def worker_liveness(stopped, body, memo: OperatorMemo, logger, worker_pod_addresses: kopf.Index, **_):
+async def worker_liveness(stopped, body, memo: OperatorMemo, logger, worker_pods: kopf.Index, **_):
     """One probing task per session (kopf keeps `body` current). Only a pod that has served the
     session is probed, and it goes on being probed when the kubelet (if it still runs) calls it
     unready: a frozen worker is unready too, and only this check replaces it. A pod starting in
@@ -66,7 +60,7 @@ async def worker_liveness(stopped, body, memo: OperatorMemo, logger, worker_pod_
     served, missed = None, 0  # uid of the pod seen serving; its answers missed in a row
     while not stopped:
         await stopped.wait(PROBE_INTERVAL_SECONDS)
-        current = _pod_of(body, worker_pod_addresses)
+        current = _pod_of(body, worker_pods)
         if current is None:
             served, missed = None, 0
             continue

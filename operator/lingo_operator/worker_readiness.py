@@ -23,6 +23,7 @@ from .session_status import (SessionGone, TERMINAL_PHASES, condition_true, set_c
 from .watched import SESSIONS, WORKER_PODS
 from .worker_claim import claimed_message
 from .worker_pod import MODEL_DELIVERY_CONTAINER, models_being_fetched
+from .worker_pod_index import WorkerPodRecord
 from .worker_pool import pod_ready
 
 
@@ -163,12 +164,6 @@ async def _await_worker_ready(memo: OperatorMemo, logger, pod_meta: dict, pod_ip
 # -- replacing a worker that went away -----------------------------------------------------
 
 
-@kopf.index("", "v1", "pods", **WORKER_PODS)
-def worker_pods(namespace, name, status, meta, **_):
-    """(namespace, pod) -> (phase, deleting) of every worker pod, kept from the pod watch."""
-    return {(namespace, name): ((status or {}).get("phase"), bool(meta.get("deletionTimestamp")))}
-
-
 @kopf.timer(**SESSIONS, interval=30, initial_delay=30, idle=15)
 async def session_drift(body, memo: OperatorMemo, logger, worker_pods: kopf.Index, **_):
     """The backstop for a worker pod gone or ended behind our back (the pod watcher replaces
@@ -177,8 +172,8 @@ async def session_drift(body, memo: OperatorMemo, logger, worker_pods: kopf.Inde
     status = body.get("status") or {}
     if status.get("phase") != r.Phase.READY or body["metadata"].get("deletionTimestamp"):
         return
-    seen = list(worker_pods.get((body["metadata"]["namespace"], status.get("workerPodName")), []))
-    if seen and all(phase not in ("Failed", "Succeeded") and not deleting for phase, deleting in seen):
+    seen: list[WorkerPodRecord] = list(worker_pods.get((body["metadata"]["namespace"], status.get("workerPodName")), []))
+    if seen and not any(record.ended for record in seen):
         return
     await replace_worker_if_gone(memo, body, logger, r.Reason.DRIFT)
 
