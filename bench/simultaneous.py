@@ -449,6 +449,8 @@ def main() -> None:
         headers = {"ClientID": "bench", "ClientSecret": secret}
         for transport, group in plan:
             label = f"{transport} {'+'.join(group)}" if len(group) > 1 else transport
+            repeats = sum(1 for run in runs if run["label"].split(" #")[0] == label)
+            label += f" #{repeats + 1}" if repeats else ""  # the same run again ("it;it"): its own row
             print(f"run {label}: {', '.join(group)} ...", flush=True)
 
             def worker_endpoint(name: str) -> str:  # not in the facade's answers: from the resource

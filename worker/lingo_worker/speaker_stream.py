@@ -95,6 +95,11 @@ class SpeakerStream:
         self._pieces.extend(self.detector.push(samples, options.vad_threshold, options.min_silence_ms))
         self._wake.set()
 
+    @property
+    def caught_up(self) -> bool:
+        """Everything fed so far has gone through recognition (bench/recognition_replay.py waits for it)."""
+        return not self._wake.is_set() and not self._pieces
+
     def flush(self) -> None:
         """Commit what was heard and close the unit in progress now (Palabra's flush_task)."""
         self._flush.set()

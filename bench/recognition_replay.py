@@ -1,0 +1,121 @@
+"""The recognition policy replayed on a talk, decode by decode, without a clock.
+
+The real-time benchmark (bench/simultaneous.py) shows what a listener hears, but two runs of the
+same worker differ by about two points of WER on the Italian talk: where a decode falls depends
+on how long the decodes before it took. Here the talk's audio goes through the worker's own
+speaker stream (speech detector, streaming transcriber, translation units: worker/lingo_worker/
+speaker_stream.py) 0.1 s at a time, and each chunk waits until every decode it triggers is done,
+so a decode sees exactly STEP_SECONDS more speech than the one before and a run is repeatable.
+That makes two recognition policies comparable below the real-time noise; it says nothing about
+lag (there is no clock) and nothing is translated.
+
+Reported per talk: the WER of the committed transcript against the script, beside sentence mode
+(the same recognizer given each sentence's exact audio), units and why they closed, decodes and
+the audio they covered.
+
+Run: python -m bench.recognition_replay [--languages en,ca,it] [--sentences N] [--options JSON]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import time
+
+import numpy as np
+
+from lingo_worker.pipeline import TranslationPipeline
+from lingo_worker.task import TaskOptions, TranslationTask
+
+from .talk import RATE, Talk, normalized_words, script, speak
+
+CHUNK_SECONDS = 0.1
+
+
+class ReplayPipeline(TranslationPipeline):
+    """The worker's pipeline with decodes run in place (so they finish before the next chunk) and
+    units collected instead of translated."""
+
+    def __init__(self, engines, task: TranslationTask):
+        super().__init__(engines, task, emit=self._ignore)
+        self.units = []
+        self.decodes = 0
+        self.decoded_seconds = 0.0
+
+    @staticmethod
+    async def _ignore(*_args, **_kwargs) -> None:
+        return None
+
+    async def recognize(self, snapshot, final: bool):
+        recognizer = await self.loaded_recognizer()
+        self.decodes += 1
+        self.decoded_seconds += len(snapshot.audio) / RATE
+        return recognizer.transcribe_words(snapshot.audio, self.task.source_language)
+
+    async def partial(self, *_args) -> None:
+        return None
+
+    async def process_unit(self, speaker, recognized) -> None:
+        self.units.append(recognized.unit)
+
+
+async def replay(engines, talk: Talk, options: dict) -> dict:
+    task = TranslationTask(source_language=talk.language, target_languages=["es"],
+                           options=TaskOptions(**{"speech": False, **options}))
+    pipeline = ReplayPipeline(engines, task)
+    speaker = pipeline.speaker("replay")
+    chunk = int(CHUNK_SECONDS * RATE)
+    started = time.monotonic()
+    for at in range(0, len(talk.audio), chunk):
+        await speaker.feed(talk.audio[at:at + chunk])
+        while not speaker.caught_up:  # the decodes this chunk triggers, done
+            await asyncio.sleep(0)
+    await speaker.feed(np.zeros(RATE, dtype=np.float32))  # a second of silence ends the last utterance
+    await speaker.close()
+    transcript = " ".join(unit.text for unit in pipeline.units)
+    return {"units": len(pipeline.units), "reasons": dict(collections.Counter(u.reason for u in pipeline.units)),
+            "decodes": pipeline.decodes, "decoded_seconds": round(pipeline.decoded_seconds, 1),
+            "seconds": round(time.monotonic() - started, 1), "transcript": transcript,
+            "wer": wer(talk, transcript)}
+
+
+def sentence_mode_transcript(talk: Talk, recognizer) -> str:
+    """Each sentence recognized alone from its exact audio (sentence mode at its best)."""
+    return " ".join(recognizer.transcribe(talk.audio[int((s - 0.05) * RATE):int((e + 0.1) * RATE)], talk.language)
+                    for s, e in talk.sentence_spans)
+
+
+def wer(talk: Talk, transcript: str) -> float:
+    import jiwer
+
+    return round(jiwer.wer(" ".join(normalized_words(" ".join(talk.sentences))),
+                           " ".join(normalized_words(transcript))), 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.recognition_replay", description=__doc__.split("\n")[0])
+    parser.add_argument("--languages", default="en,ca,it")
+    parser.add_argument("--sentences", type=int, default=0, help="only the first N sentences of each talk")
+    parser.add_argument("--options", default="{}", help="task options (JSON)")
+    parser.add_argument("--no-sentence-mode", action="store_true", help="skip the sentence-mode baseline")
+    args = parser.parse_args()
+
+    from lingo_worker.engines.registry import build_engines
+
+    engines = build_engines("cpu", None)
+    out = {}
+    for language in args.languages.split(","):
+        talk = speak(language, script(language, args.sentences or None))
+        result = asyncio.run(replay(engines, talk, json.loads(args.options)))
+        if not args.no_sentence_mode:
+            result["sentence_mode_wer"] = wer(talk, sentence_mode_transcript(talk, engines.recognizer_for(language)))
+        out[language] = result
+        print(json.dumps({language: {k: v for k, v in result.items() if k != "transcript"}}), flush=True)
+    engines.translator.close()
+    print(json.dumps(out, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
