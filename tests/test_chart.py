@@ -178,6 +178,14 @@ def test_gpu_model_sources_reach_the_gpu_workers_init_step(monkeypatch):
     assert env["HF_ENDPOINT"]["value"] == "https://hub.example.internal"
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hub", "key": "token"}
     assert spec["runtimeClassName"] == "nvidia"
+    # Workers may reach no model source unless it is named; then only it, on 443.
+    def policy_egress(*sets: str) -> list[dict]:
+        return next(d for d in render(*sets) if d["kind"] == "NetworkPolicy"
+                    and d["metadata"]["name"].endswith("-workers"))["spec"]["egress"]
+
+    assert not any("ipBlock" in peer for rule in policy_egress() for peer in rule["to"])
+    rule = policy_egress("networkPolicy.modelSourcePeers[0].ipBlock.cidr=10.20.30.40/32")[-1]
+    assert rule == {"to": [{"ipBlock": {"cidr": "10.20.30.40/32"}}], "ports": [{"protocol": "TCP", "port": 443}]}
 
 
 async def _apply_rbac(kube, docs: list[dict]) -> None:
