@@ -111,8 +111,22 @@ def summary(values: list[float]) -> dict:
             "p99": percentile(values, 99), "max": round(max(values), 1) if values else float("nan")}
 
 
+# Vector extensions CTranslate2's int8 kernels use where present: the same 2 cores decode Whisper
+# markedly slower without AVX-512 (an AMD EPYC with AVX2 only took a third more CPU per talk).
+CPU_FEATURES = ("avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx2")
+
+
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    cpu = {"model": "unknown", "features": []}
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu["model"] = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                            "unknown")
+        flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+        cpu["features"] = [feature for feature in CPU_FEATURES if feature in flags]
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "platform": platform.platform()}
 
 
 def provenance() -> dict:
@@ -127,7 +141,9 @@ def provenance() -> dict:
 
 def provenance_line(results: dict) -> str:
     machine_ = results["machine"]
-    return (f"Measured {results['date']} on {machine_['cpus']} CPUs ({machine_['platform']}), "
+    cpu = machine_.get("cpu")  # not recorded before 2026-12-07
+    model = f"{cpu['model']}, {'/'.join(cpu['features']) or 'no AVX2'}; " if cpu else ""
+    return (f"Measured {results['date']} on {machine_['cpus']} CPUs ({model}{machine_['platform']}), "
             f"commit {results.get('commit', 'not recorded')}.")
 
 
