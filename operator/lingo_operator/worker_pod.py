@@ -67,12 +67,12 @@ def with_node_loss_tolerations(given: list[dict]) -> list[dict]:
 
 WORKER_CONTAINER = "worker"
 MODEL_DELIVERY_CONTAINER = "fetch-models"
-CONTAINER_SECURITY = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]},
-}
+
+
+def container_security() -> dict:
+    """Every worker pod container's: a new dict each time, so no manifest shares one with another."""
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]}}
 
 
 def model_delivery_container(config: OperatorConfig) -> dict:
@@ -99,7 +99,7 @@ def model_delivery_container(config: OperatorConfig) -> dict:
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": MODELS_MOUNT_PATH}],
         # Its error (which model, what was wrong) becomes the session's WorkerReady message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": CONTAINER_SECURITY,
+        "securityContext": container_security(),
     }
 
 
@@ -159,7 +159,7 @@ def worker_pod_spec(profile: str, config: OperatorConfig, env: list[dict]) -> di
         "readinessProbe": probe("/readyz", 1, 2),
         "livenessProbe": {**probe("/healthz", 10, 3), "initialDelaySeconds": 30},
         "volumeMounts": mounts,
-        "securityContext": CONTAINER_SECURITY,
+        "securityContext": container_security(),
     }
     pod_spec = {
         "containers": [container],

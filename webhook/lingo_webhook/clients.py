@@ -27,7 +27,7 @@ from lingo_api import resources as r
 from lingo_api.failure_text import describe_failure
 
 from .api_keys import key_id_of
-from .errors import KUBERNETES_UNAVAILABLE, kubernetes_unavailable
+from .errors import API_TIMEOUT_SECONDS, KUBERNETES_UNAVAILABLE, kubernetes_unavailable
 from .login_throttle import LoginThrottle
 from .secret_hashes import hash_secret, secret_matches
 
@@ -102,7 +102,7 @@ class ClientRegistry:
                 return
             try:
                 listing = await self._custom.list_namespaced_custom_object(
-                    r.GROUP, r.VERSION, self._namespace, r.API_CLIENT_PLURAL, _request_timeout=5
+                    r.GROUP, r.VERSION, self._namespace, r.API_CLIENT_PLURAL, _request_timeout=API_TIMEOUT_SECONDS
                 )
             except Exception as exc:
                 if not kubernetes_unavailable(exc):

@@ -45,6 +45,9 @@ API_TIMEOUT_SECONDS = 5
 KUBERNETES_UNAVAILABLE = ApiError(503, "kubernetes_unavailable",
                                   "the Kubernetes API is unreachable right now; retry shortly",
                                   headers={"Retry-After": "2"})
+STORAGE_UNAVAILABLE = ApiError(503, KUBERNETES_UNAVAILABLE.code,
+                               "the Kubernetes API cannot reach its storage (etcd) right now; retry shortly",
+                               headers=KUBERNETES_UNAVAILABLE.headers)
 
 
 def ok_response(data: object, status: int = 200) -> web.Response:

@@ -13,7 +13,7 @@ from lingo_api import resources as r
 from lingo_api.session_spec import SessionSpec
 
 from . import metrics
-from .errors import API_TIMEOUT_SECONDS, ApiError
+from .errors import API_TIMEOUT_SECONDS, STORAGE_UNAVAILABLE, ApiError
 from .quota_lock import ClientQuotaLock
 from .session_cache import SessionCache, SessionDeleted
 
@@ -81,8 +81,7 @@ class SessionStore:
             elif self._storage_check is None or self._storage_check.done():
                 self._storage_check = asyncio.create_task(self._check_storage(), name="storage-check")
         if self._storage_down:
-            raise ApiError(503, "kubernetes_unavailable", "the Kubernetes API cannot reach its storage (etcd) "
-                           "right now; retry shortly", headers={"Retry-After": "2"})
+            raise STORAGE_UNAVAILABLE
 
     async def _check_storage(self) -> None:
         self._storage_checked_at = time.monotonic()

@@ -3,9 +3,10 @@
 The loopback control plane has no container runtime. This registers a Node, binds the
 operator's worker pods to it, runs each container's command with the pod's env resolved
 (values, Secret keys, pod fields), gives every pod its own 127.x address (from a block no other
-running kubelet uses) as its pod IP, probes readiness over HTTP like a kubelet, restarts crashed containers with back-off
-(restartPolicy Always; with Never the pod ends Succeeded or Failed), and finalizes deletions. Pod status is written through the real
-API, so the operator sees exactly what it would on a cluster.
+running kubelet uses) as its pod IP, probes readiness over HTTP like a kubelet, restarts crashed
+containers with back-off (restartPolicy Always; with Never the pod ends Succeeded or Failed), and
+finalizes deletions. Pod status is written through the real API, so the operator sees exactly what
+it would on a cluster.
 
 Not emulated: images (the command runs from this machine's PATH), resource limits,
 securityContext, volumes other than emptyDir.
