@@ -19,9 +19,11 @@ test-fast: setup
 e2e: setup
 	.venv/bin/pytest -m node
 
-# A real node to poke at by hand (Ctrl-C stops it and restores the host).
+# A real cluster to poke at by hand (Ctrl-C stops it and restores the host); NODES=2 or 3 for
+# several nodes.
+NODES ?= 1
 node: setup
-	.venv/bin/python -m lingo_node.cluster
+	.venv/bin/python -m lingo_node.cluster --nodes $(NODES)
 
 bench: setup bench-agents
 	.venv/bin/python -m bench.simultaneous

@@ -152,3 +152,17 @@ async def wait_for_ready_workers(kube, namespace: str, count: int, name: str = "
         return status if status.get("ready", 0) >= count else None
 
     return await eventually(probe, timeout=timeout, interval=0.5, what=f"{count} ready workers in pool {name}")
+
+
+async def assert_rooms_stay_gone(livekit, rooms: set[str], seconds: float = 12) -> None:
+    """For `seconds` from now, none of `rooms` exists in LiveKit (a fenced leader that resumed
+    must not create them again)."""
+    from livekit import api as livekit_api
+
+    since = time.monotonic()
+    async with livekit_api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lkapi:
+        while time.monotonic() - since < seconds:
+            existing = {room.name for room in (await lkapi.room.list_rooms(livekit_api.ListRoomsRequest())).rooms}
+            back = sorted(rooms & existing)
+            assert not back, f"{time.monotonic() - since:.1f} s after the leader resumed, rooms of deleted sessions: {back}"
+            await asyncio.sleep(0.2)

@@ -64,7 +64,7 @@ def test_rendered_manifests_pass_server_side_dry_run(cluster, tmp_path: Path):
     # a glob in watchNamespaces: the ClusterRole over every namespace, beside the cluster-wide reads
     assert kinds == ["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment",
                      "Deployment", "Ingress", "Namespace", "NetworkPolicy",
-                     "PodDisruptionBudget", "PodDisruptionBudget", "Role", "Role", "RoleBinding", "RoleBinding",
+                     "PodDisruptionBudget", "PodDisruptionBudget", "PodDisruptionBudget", "Role", "Role", "RoleBinding", "RoleBinding",
                      "Service", "ServiceAccount", "ServiceAccount", "WorkerPool"]
     manifest = tmp_path / "rendered.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
@@ -87,12 +87,34 @@ def test_the_chart_installs_highly_available_by_default():
     facade = deployments["facade"]["spec"]["template"]["spec"]
     assert {e["name"] for e in facade["containers"][0]["env"]} >= {"POD_NAME", "LINGO_DRAIN_SECONDS"}
     assert facade["terminationGracePeriodSeconds"] > 35
-    budgets = {d["metadata"]["name"]: d["spec"]["minAvailable"] for d in docs if d["kind"] == "PodDisruptionBudget"}
-    assert budgets == {"lingo-operator": 1, "lingo-facade": 1}
+    budgets = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "PodDisruptionBudget"}
+    assert {name: spec.get("minAvailable") for name, spec in budgets.items() if name != "lingo-live-workers"} == {
+        "lingo-operator": 1, "lingo-facade": 1}
     roles = [d for d in docs if d["kind"] == "Role"]
     assert all(any("leases" in rule["resources"] for rule in role["rules"]) for role in roles)
     # One replica: no budget that would block every drain.
-    assert not [d for d in render("operator.replicas=1", "facade.replicas=1") if d["kind"] == "PodDisruptionBudget"]
+    assert [d["metadata"]["name"] for d in render("operator.replicas=1", "facade.replicas=1")
+            if d["kind"] == "PodDisruptionBudget"] == ["lingo-live-workers"]
+
+
+def test_live_sessions_workers_are_never_evicted_and_idle_pooled_ones_are():
+    """The live workers' budget (tests/test_failure_domains.py drains a node with one) selects a
+    session's own worker and a claimed pooled one, not an idle pooled one."""
+    budget = next(d for d in render() if d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "lingo-live-workers")
+    spec = budget["spec"]
+    assert budget["metadata"]["namespace"] == "lingo-sessions"
+    assert spec["maxUnavailable"] == 0 and spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+    def selected(labels: dict) -> bool:
+        selector = spec["selector"]
+        return all(labels.get(k) == v for k, v in selector["matchLabels"].items()) and all(
+            labels.get(e["key"]) not in e["values"] for e in selector["matchExpressions"] if e["operator"] == "NotIn")
+
+    worker = {"app.kubernetes.io/managed-by": "lingo-operator", "app.kubernetes.io/component": r.WORKER_COMPONENT}
+    assert selected(worker)  # a session's own (cold) worker
+    assert selected({**worker, r.LABEL_POOL_STATE: r.POOL_STATE_CLAIMED})
+    assert not selected({**worker, r.LABEL_POOL_STATE: r.POOL_STATE_IDLE})
+    assert not [d for d in render("worker.protectLiveSessions=false") if d["metadata"]["name"] == "lingo-live-workers"]
 
 
 def test_workers_network_policy_admits_only_facade_operator_and_livekit():

@@ -12,120 +12,34 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
-import secrets
-import shutil
-import signal
 import sys
 import time
-from dataclasses import dataclass, field
 
 import aiohttp
 import pytest
 import yaml
 
 from lingo_api import resources as r
-from lingo_loopback.binaries import REPO_ROOT, BinaryBuildError
-from lingo_loopback.processes import StartupError
+from lingo_loopback.binaries import REPO_ROOT
 from lingo_node.host import SERVICE_CIDR
-from lingo_webhook.clients import api_client_manifest, hash_secret
 
+from .node_release import (CHART, CLIENT_ID, INSTANCE_LABEL, NAMESPACE, RELEASE, SESSIONS, image_parts, install_release,
+                           pod_ready, pods, real_cluster, wait_for)
 from .speech import SENTENCE, ControlClient, audible_frames, listen_to_track, publish_speech, speech_wav
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1200)]
 
-NAMESPACE = "lingo"
-SESSIONS = "lingo-sessions"  # the chart's default sessions namespace: sessions, workers, ApiClients
-RELEASE = "lingo"
-FACADE_NODE_PORT = 30080
-CLIENT_ID = "node-e2e"
-INSTANCE_LABEL = f"app.kubernetes.io/instance={RELEASE}"
-
 
 @pytest.fixture(scope="module")
 def node():
-    if os.geteuid() != 0:
-        pytest.skip("the real node needs root (bridge, iptables, mounts)")
-    from lingo_node.cluster import RealNodeCluster
-    from lingo_node.images import ImageBuildError
-
-    def interrupt(*_):
-        raise KeyboardInterrupt  # pytest still runs the teardown below: the host is restored
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    cluster = RealNodeCluster()
-    try:
-        cluster.start()
-    except (BinaryBuildError, ImageBuildError, StartupError) as exc:
-        pytest.fail(f"cannot start the real node: {exc}", pytrace=False)
-    yield cluster
-    cluster.stop()
-    signal.signal(signal.SIGTERM, previous)
-    if os.environ.get("LINGO_KEEP_LOGS"):
-        print(f"\nreal-node logs kept in {cluster.log_dir}", file=sys.stderr)
-    else:
-        shutil.rmtree(cluster.workdir, ignore_errors=True)
-    assert not cluster.teardown_problems, f"teardown left the host changed: {cluster.teardown_problems}"
-
-
-@dataclass
-class Release:
-    facade_url: str
-    client_secret: str = field(repr=False)  # a failing test prints its fixtures; never a secret
-    values: list[str]
-
-
-def _split(ref: str) -> tuple[str, str]:
-    repository, tag = ref.rsplit(":", 1)
-    return repository, tag
+    yield from real_cluster()
 
 
 @pytest.fixture(scope="module")
 def release(node):
-    assert node.images and node.livekit
-    node.kubectl("create", "namespace", NAMESPACE)
-    node.kubectl("-n", NAMESPACE, "create", "secret", "generic", "livekit-credentials",
-                 f"--from-literal=apiKey={node.livekit.api_key}", f"--from-literal=apiSecret={node.livekit.api_secret}")
-    operator_repo, operator_tag = _split(node.images.operator)
-    worker_repo, worker_tag = _split(node.images.worker)
-    facade_url = f"http://{node.bind_address}:{FACADE_NODE_PORT}"
-    values = [
-        f"image.repository={operator_repo}", f"image.tag={operator_tag}", "image.pullPolicy=Never",
-        f"worker.image.repository={worker_repo}", f"worker.image.tag={worker_tag}", "worker.image.pullPolicy=Never",
-        f"livekit.url={node.livekit.url}", f"livekit.publicUrl={node.livekit.url}",
-        f"facade.publicUrl={facade_url}", "facade.service.type=NodePort",
-        f"facade.service.nodePort={FACADE_NODE_PORT}",
-        # Two cores: smaller worker requests let a few sessions share the node.
-        "worker.cpu.resources.requests.cpu=250m",
-    ]
-    started = time.monotonic()
-    node.helm("install", RELEASE, str(REPO_ROOT / "charts" / "lingo-operator"), "-n", NAMESPACE, "--wait",
-              "--timeout", "5m", *[arg for value in values for arg in ("--set", value)])
-    print(f"\nhelm install --wait took {time.monotonic() - started:.1f}s", file=sys.stderr)
-    client_secret = secrets.token_urlsafe(24)
-    manifest = api_client_manifest(CLIENT_ID, hash_secret(client_secret), 5, SESSIONS)
-    node.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-    yield Release(facade_url, client_secret, values)
+    installed = install_release(node)
+    yield installed
     node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
-
-
-def pods(node, *selector: str, namespace: str = NAMESPACE) -> list[dict]:
-    return json.loads(node.kubectl("-n", namespace, "get", "pods", *selector, "-o", "json").stdout)["items"]
-
-
-def pod_ready(pod: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-
-
-def wait_for(probe, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}"[:2000])
 
 
 async def speak_and_hear_spanish(http, data: dict, samples, rate: int, publisher_url: str, subscriber_url: str) -> None:
@@ -197,7 +111,7 @@ def test_e2e_check_job_passes_inside_the_cluster(node, release):
 
 
 async def test_speech_is_translated_by_a_worker_in_a_real_container(node, release, tmp_path):
-    headers = {"ClientID": CLIENT_ID, "ClientSecret": release.client_secret}
+    headers = release.headers
     samples, rate = speech_wav(tmp_path, SENTENCE)
     async with aiohttp.ClientSession(base_url=release.facade_url) as http:
         async with http.post("/session-storage/sessions", headers=headers,
@@ -263,7 +177,7 @@ async def test_speech_is_translated_by_a_worker_in_a_real_container(node, releas
 
 def test_helm_upgrade_with_a_changed_value_rolls_the_operator(node, release):
     old = {p["metadata"]["name"] for p in pods(node, "-l", "app.kubernetes.io/component=operator")}
-    node.helm("upgrade", RELEASE, str(REPO_ROOT / "charts" / "lingo-operator"), "-n", NAMESPACE, "--reuse-values",
+    node.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
               "--set", "operator.logLevel=DEBUG", "--wait", "--timeout", "5m")
 
     def rolled():
@@ -280,8 +194,8 @@ async def test_two_livekit_servers_of_the_chart_share_a_session_through_redis(no
     """`livekit.deploy` with two servers and Redis (LiveKit's distributed mode): the publisher joins
     through one server, the subscriber through the other, and the subscriber hears the translation.
     The operator, the facade and the pool's idle workers move to the chart's LiveKit by themselves."""
-    livekit_repo, livekit_tag = _split(node.images.livekit)
-    node.helm("upgrade", RELEASE, str(REPO_ROOT / "charts" / "lingo-operator"), "-n", NAMESPACE, "--reuse-values",
+    livekit_repo, livekit_tag = image_parts(node.images.livekit)
+    node.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
               "--set", "livekit.deploy=true", "--set", "livekit.replicas=2",
               "--set", f"livekit.image.repository={livekit_repo}", "--set", f"livekit.image.tag={livekit_tag}",
               "--set", "livekit.image.pullPolicy=Never",
@@ -293,7 +207,7 @@ async def test_two_livekit_servers_of_the_chart_share_a_session_through_redis(no
     assert len(servers) == 2
     urls = [f"ws://{p['status']['podIP']}:7880" for p in servers]
 
-    headers = {"ClientID": CLIENT_ID, "ClientSecret": release.client_secret}
+    headers = release.headers
     samples, rate = speech_wav(tmp_path, SENTENCE)
     async with aiohttp.ClientSession(base_url=release.facade_url) as http:
         async def created():

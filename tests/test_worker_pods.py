@@ -108,3 +108,12 @@ def test_a_gpu_worker_fetches_its_models_before_it_starts_and_says_so():
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in plain["volumes"]
     chart_defaults = OperatorConfig.model_validate({**CONFIG.model_dump(), "worker_gpu_model_sources": {"whisper": {}, "nllb": {}}})
     assert "initContainers" not in worker_pod_spec("gpu", chart_defaults, [])
+
+
+def test_a_worker_that_exits_0_because_its_pod_is_deleted_did_not_end_its_task():
+    """A drain or an eviction sends SIGTERM and the worker exits 0: that is not the task's end (after
+    which the session would get no new worker; tests/test_failure_domains.py drains a live one)."""
+    pod = {"metadata": {"name": "w"}, "status": {"phase": "Succeeded"}}
+    assert worker_condition(pod)[1] == r.Reason.TASK_ENDED
+    pod["metadata"]["deletionTimestamp"] = "2026-12-07T03:46:00Z"
+    assert worker_condition(pod)[:2] == (False, r.Reason.WORKER_DELETED)

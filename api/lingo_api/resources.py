@@ -110,6 +110,12 @@ class Reason:
 POOL_DEFAULTS = {"profile": "cpu", "sourceLanguage": "en", "targetLanguages": ["es"], "minReady": 1, "maxReady": 500}
 
 
+def task_ended(status: dict) -> bool:
+    """Whether the session's worker finished its task (WorkerReady's reason is TaskEnded)."""
+    return any(c.get("type") == Condition.WORKER_READY and c.get("reason") == Reason.TASK_ENDED
+               for c in status.get("conditions") or [])
+
+
 def pool_spec(pool: dict) -> dict:
     """A WorkerPool's spec with the CRD's defaults filled in."""
     return {**POOL_DEFAULTS, **(pool.get("spec") or {})}

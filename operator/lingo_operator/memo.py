@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .livekit_rooms import RoomService
     from .metrics import SessionPhases
     from .room_watch import RoomWatch
+    from .suspect_nodes import SuspectNodes
 
 PoolKey = tuple[str, str]  # (namespace, pool name)
 
@@ -44,6 +45,7 @@ class OperatorMemo(kopf.Memo):
     pools: dict[PoolKey, dict]
     pool_tasks: dict[PoolKey, asyncio.Task]
     pool_wakeups: dict[PoolKey, asyncio.Event]
+    suspect_nodes: SuspectNodes  # where a worker just stopped answering (suspect_nodes.py)
     readiness_followers: dict[str, asyncio.Task]  # pod uid -> task waiting on a starting worker's /readyz
     session_phases: SessionPhases
     room_watch: RoomWatch

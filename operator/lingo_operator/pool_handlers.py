@@ -66,7 +66,8 @@ async def keep_pool(memo: OperatorMemo, key: tuple[str, str]) -> None:
             pool = memo.pools[key]
             try:
                 counts = await reconcile_pool(memo.core, pool, memo.config, claim_public_key,
-                                              lambda ns, uid: session_exists_by_uid(memo.custom, ns, uid))
+                                              lambda ns, uid: session_exists_by_uid(memo.custom, ns, uid),
+                                              memo.suspect_nodes.current())
                 for state, value in asdict(counts).items():
                     metrics.POOL_WORKERS.labels(*key, state).set(value)
                 min_ready = r.pool_spec(pool)["minReady"]
@@ -124,4 +125,10 @@ def wake_pool(memo: OperatorMemo, namespace: str, pool: str) -> None:
     """Tell a pool's task to look again now (a worker was claimed, or one of its pods changed)."""
     event = memo.pool_wakeups.get((namespace, pool))
     if event is not None:
+        event.set()
+
+
+def wake_pools(memo: OperatorMemo) -> None:
+    """Tell every pool's task to look again now (a node became suspect: suspect_nodes.py)."""
+    for event in memo.pool_wakeups.values():
         event.set()

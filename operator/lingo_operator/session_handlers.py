@@ -28,15 +28,17 @@ from .events import post_event
 from .kube import create_or_get
 from .livekit_rooms import LiveKitUnavailable
 from .memo import OperatorMemo
+from .pool_handlers import wake_pools
 from .room_watch import max_participants, room_metadata
 from .session_plan import (announcements, apply_provisioned, backoff, cold_worker_is_news, described,
                            events_before_status, expiry_of, needs_reconcile, parse_spec)
 from .session_status import set_condition, update_status
 from .steps import together
+from .suspect_nodes import pod_node, prefer_other_nodes
 from .tokens_secret import tokens_secret_manifest
 from .watched import SESSIONS
-from .worker_claim import (HandoverFailed, adopt, claim_idle_pod, claimed_message, claimed_pod_of, hand_over,
-                           pool_profiles)
+from .worker_claim import (HandoverFailed, WorkerUnreachable, adopt, claim_idle_pod, claimed_message,
+                           claimed_pod_of, hand_over, pool_profiles)
 from .worker_pod import worker_pod_manifest
 
 # Idle pooled workers tried before a cold start: a worker lost mid-claim (its node gone, a kill)
@@ -87,7 +89,7 @@ async def claim_for(memo: OperatorMemo, session: dict, spec: SessionSpec, found:
     of its profile that had no idle worker."""
     if found.claimed is not None or found.cold_exists or spec.worker_profile not in found.profiles.values():
         return found.claimed, []
-    pod = await claim_idle_pod(memo.core, session, spec.worker_profile, found.profiles)
+    pod = await claim_idle_pod(memo.core, session, spec.worker_profile, found.profiles, memo.suspect_nodes.current())
     dry = [] if pod else sorted(p for p, profile in found.profiles.items() if profile == spec.worker_profile)
     return pod, dry
 
@@ -115,11 +117,14 @@ async def ensure_worker(memo: OperatorMemo, session: dict, spec: SessionSpec, ro
                                  adopt=adopt(core, session, pod))
         except HandoverFailed as exc:
             metrics.WORKERS_CLAIMED.labels("handover_failed").inc()
-            pod = await claim_idle_pod(core, session, spec.worker_profile, profiles) \
+            if isinstance(exc, WorkerUnreachable) and memo.suspect_nodes.mark(pod_node(pod)):
+                wake_pools(memo)
+            pod = await claim_idle_pod(core, session, spec.worker_profile, profiles, memo.suspect_nodes.current()) \
                 if attempt < HANDOVER_TRIES else None
             then = f"trying worker {pod['metadata']['name']}" if pod else "starting a worker of its own"
             await post_event(core, session, r.Reason.CLAIM_FAILED, f"{exc}; {then}", warning=True)
     pod_body = worker_pod_manifest(session, spec, memo.config, room)
+    pod_body["spec"] = prefer_other_nodes(pod_body["spec"], memo.suspect_nodes.current())
     _, created = await create_or_get(
         lambda ns, b: core.create_namespaced_pod(ns, b),
         lambda n, ns: core.read_namespaced_pod(n, ns),

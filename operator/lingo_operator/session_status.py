@@ -21,10 +21,6 @@ from . import metrics
 TERMINAL_PHASES = (r.Phase.EXPIRED, r.Phase.TERMINATING, r.Phase.FAILED)
 
 
-def task_ended(status: dict) -> bool:
-    return (get_condition(status, r.Condition.WORKER_READY) or {}).get("reason") == r.Reason.TASK_ENDED
-
-
 def get_condition(status: dict, ctype: str) -> dict | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == ctype), None)
 
@@ -70,7 +66,7 @@ def summarize(status: dict, generation: int | None) -> bool:
     became_ready = False
     if phase in TERMINAL_PHASES:
         set_condition(status, r.Condition.READY, False, phase, f"the session is {phase.lower()}")
-    elif task_ended(status):
+    elif r.task_ended(status):
         set_condition(status, r.Condition.READY, False, r.Reason.TASK_ENDED, "the translation task ended")
     elif waiting:
         set_condition(status, r.Condition.READY, False, r.Reason.WAITING, f"waiting for {', '.join(waiting)}")

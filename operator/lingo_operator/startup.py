@@ -21,6 +21,7 @@ from .livekit_rooms import RoomService
 from .memo import OperatorMemo
 from .pool_handlers import stop_pools
 from .room_watch import RoomWatch
+from .suspect_nodes import SuspectNodes
 from .watched import SESSIONS
 
 log = logging.getLogger("lingo.operator")
@@ -54,6 +55,7 @@ async def startup(settings: kopf.OperatorSettings, memo: OperatorMemo, **_):
     memo.claim_key = await load_signing_key(memo.core, config.operator_namespace)
     memo.pools, memo.pool_tasks, memo.pool_wakeups = {}, {}, {}
     memo.readiness_followers = {}
+    memo.suspect_nodes = SuspectNodes()
     memo.session_phases = metrics.SessionPhases()
     memo.room_watch = RoomWatch(memo.rooms, memo.custom, memo.core, memo.watch_namespaces,
                                 interval=config.room_watch_interval_seconds,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from typing import Collection
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,16 +31,23 @@ from lingo_api.faults import crash_point
 from .kube import delete_ignoring_missing
 from .ownership import owner_reference, session_labels
 from .room_watch import has_room
+from .suspect_nodes import pod_node
 from .worker_pod import SAFE_TO_EVICT
 from .worker_pool import pod_ready
 
 log = logging.getLogger("lingo.operator")
 
 HANDOVER_TIMEOUT_SECONDS = 15
+# A live worker accepts a connection at once; one on a lost node never does.
+CONNECT_TIMEOUT_SECONDS = 2
 
 
 class HandoverFailed(Exception):
     pass
+
+
+class WorkerUnreachable(HandoverFailed):
+    """Not even a connection: the worker's node may be lost (suspect_nodes.py)."""
 
 
 def claimed_message(pod_name: str, pool: str) -> str:
@@ -77,11 +85,13 @@ async def claimed_pod_of(core: CoreV1Api, session: dict) -> dict | None:
     return next((p for p in pods if not p["metadata"].get("deletionTimestamp")), None)
 
 
-async def claim_idle_pod(core: CoreV1Api, session: dict, profile: str, profiles: dict[str, str]) -> dict | None:
-    """Step 1: claim one idle ready pod of a matching pool, oldest first; None if there is none."""
+async def claim_idle_pod(core: CoreV1Api, session: dict, profile: str, profiles: dict[str, str],
+                         avoid_nodes: Collection[str] = ()) -> dict | None:
+    """Step 1: claim one idle ready pod of a matching pool, oldest first, none on `avoid_nodes`;
+    None if there is none."""
     meta = session["metadata"]
     candidates = [p for p in await _pods(core, meta["namespace"], f"{r.LABEL_POOL_STATE}={r.POOL_STATE_IDLE}")
-                  if _matches(p, profile, profiles)]
+                  if _matches(p, profile, profiles) and pod_node(p) not in avoid_nodes]
     for pod in sorted(candidates, key=lambda p: p["metadata"]["creationTimestamp"]):
         patch = {"metadata": {"resourceVersion": pod["metadata"]["resourceVersion"], "labels": {
             r.LABEL_POOL_STATE: r.POOL_STATE_CLAIMED, r.LABEL_CLAIMED_BY: meta["uid"]}}}
@@ -137,9 +147,12 @@ async def _call_claim(http, claim_key, session, pod, room, tokens_secret_data, s
     try:
         async with http.post(f"http://{ip}:{r.WORKER_PORT}/claim", data=payload,
                              headers={"Authorization": f"Bearer {grant}", "Content-Type": "application/json"},
-                             timeout=aiohttp.ClientTimeout(total=HANDOVER_TIMEOUT_SECONDS)) as response:
+                             timeout=aiohttp.ClientTimeout(total=HANDOVER_TIMEOUT_SECONDS,
+                                                           sock_connect=CONNECT_TIMEOUT_SECONDS)) as response:
             if response.status != 200:
                 answer = await response.text()
                 raise HandoverFailed(f"worker {pod['metadata']['name']} answered {response.status}: {answer[:200]}")
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        raise WorkerUnreachable(f"worker {pod['metadata']['name']} unreachable: {type(exc).__name__}") from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise HandoverFailed(f"worker {pod['metadata']['name']} unreachable: {type(exc).__name__}") from exc
+        raise HandoverFailed(f"worker {pod['metadata']['name']} failed its hand-over: {type(exc).__name__}") from exc

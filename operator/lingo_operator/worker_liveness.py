@@ -23,23 +23,24 @@ from . import metrics
 from .events import post_event
 from .kube import delete_ignoring_missing
 from .memo import OperatorMemo
-from .session_status import condition_true, task_ended
+from .pool_handlers import wake_pools
+from .session_status import condition_true
 from .watched import SESSIONS
 from .worker_pod_index import WorkerPodRecord
 
-PROBE_INTERVAL_SECONDS = 2.0
-PROBE_TIMEOUT_SECONDS = 2.0  # a worker busy translating answers in milliseconds (its event loop is free)
-MISSES_ALLOWED = 3  # about 6-12 s from the last answer to the replacement
+PROBE_INTERVAL_SECONDS = 1.0
+PROBE_TIMEOUT_SECONDS = 1.0  # a worker busy translating answers in milliseconds (its event loop is free)
+MISSES_ALLOWED = 3  # about 3-6 s from the last answer to the replacement
 
 
-def _pod_of(body, worker_pods: kopf.Index) -> tuple[str, str, str] | None:
-    """(pod, uid, IP) of the session's worker pod now, while the session goes on."""
+def _pod_of(body, worker_pods: kopf.Index) -> WorkerPodRecord | None:
+    """The session's worker pod now, while the session goes on and the pod has an address."""
     status, meta = body.get("status") or {}, body["metadata"]
     pod = status.get("workerPodName")
-    if status.get("phase") != r.Phase.READY or meta.get("deletionTimestamp") or task_ended(status) or not pod:
+    if status.get("phase") != r.Phase.READY or meta.get("deletionTimestamp") or r.task_ended(status) or not pod:
         return None
     found: list[WorkerPodRecord] = [record for record in worker_pods.get((meta["namespace"], pod), []) if record.ip]
-    return (pod, found[0].uid, found[0].ip) if found else None
+    return found[0] if found else None
 
 
 async def _answers(http: aiohttp.ClientSession, ip: str) -> bool:
@@ -64,8 +65,9 @@ async def worker_liveness(stopped, body, memo: OperatorMemo, logger, worker_pods
         if current is None:
             served, missed = None, 0
             continue
-        pod, uid, ip = current
+        uid, ip = current.uid, current.ip
         status = body.get("status") or {}
+        pod = status["workerPodName"]
         if condition_true(status, r.Condition.WORKER_READY) and status.get("workerEndpoint") == f"{ip}:{r.WORKER_PORT}":
             served = uid
         if served != uid:
@@ -79,6 +81,9 @@ async def worker_liveness(stopped, body, memo: OperatorMemo, logger, worker_pods
             continue
         message = (f"worker {pod} did not answer {MISSES_ALLOWED} health checks in a row "
                    f"({PROBE_INTERVAL_SECONDS:.0f} s apart); deleting it to start another")
+        if memo.suspect_nodes.mark(current.node):
+            message += f" (and placing new workers away from its node {current.node} for a while)"
+            wake_pools(memo)
         logger.warning(message)
         await post_event(memo.core, body, r.Reason.WORKER_UNRESPONSIVE, message, warning=True)
         metrics.DRIFT_REPAIRS.labels("unresponsive_worker").inc()

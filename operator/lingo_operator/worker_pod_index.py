@@ -16,6 +16,7 @@ class WorkerPodRecord(NamedTuple):
     phase: str | None
     deleting: bool
     ip: str | None  # none until the pod has an address
+    node: str | None  # none until it is scheduled
 
     @property
     def ended(self) -> bool:
@@ -23,8 +24,8 @@ class WorkerPodRecord(NamedTuple):
 
 
 @kopf.index("", "v1", "pods", **WORKER_PODS)
-def worker_pods(namespace, name, uid, status, meta, **_):
+def worker_pods(namespace, name, uid, status, meta, spec, **_):
     """(namespace, pod) -> WorkerPodRecord of every worker pod."""
     status = status or {}
     return {(namespace, name): WorkerPodRecord(uid, status.get("phase"), bool(meta.get("deletionTimestamp")),
-                                               status.get("podIP"))}
+                                               status.get("podIP"), (spec or {}).get("nodeName"))}

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from typing import Collection
 
 from kubernetes_asyncio.client import ApiException, CoreV1Api
 
@@ -23,6 +24,7 @@ from lingo_api import worker_env
 from .config import OperatorConfig
 from .kube import delete_ignoring_missing
 from .ownership import owner_reference
+from .suspect_nodes import pod_node, prefer_other_nodes
 from .worker_pod import METRICS_ANNOTATIONS, SAFE_TO_EVICT, with_node_loss_tolerations, worker_pod_spec
 
 log = logging.getLogger("lingo.operator")
@@ -144,19 +146,22 @@ def plan_pool(pods: list[dict], spec: dict, template: str, orphaned: list[dict])
 
 
 async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, claim_public_key: str,
-                         session_exists) -> PoolCounts:
+                         session_exists, suspect_nodes: Collection[str] = ()) -> PoolCounts:
     """Bring the pool's idle workers to between minReady and maxReady (plan_pool); returns the counts.
 
     `session_exists(namespace, uid)` -> bool, for claims abandoned halfway (the claiming session
-    was deleted during its hand-over).
+    was deleted during its hand-over). Pods on `suspect_nodes` are left out of the plan, as if
+    gone: the pool tops up on other nodes (suspect_nodes.py).
     """
     meta = pool["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     listed = await core.list_namespaced_pod(namespace, label_selector=f"{r.LABEL_POOL}={name}")
-    pods = [core.api_client.sanitize_for_serialization(p) for p in listed.items]
+    pods = [pod for p in listed.items
+            if pod_node(pod := core.api_client.sanitize_for_serialization(p)) not in suspect_nodes]
     orphaned = [p for p in abandoned_claims(pods)
                 if not await session_exists(namespace, p["metadata"]["labels"].get(r.LABEL_CLAIMED_BY, ""))]
     manifest = pooled_worker_manifest(pool, config, claim_public_key)
+    manifest["spec"] = prefer_other_nodes(manifest["spec"], suspect_nodes)
     plan = plan_pool(pods, r.pool_spec(pool), manifest["metadata"]["labels"][r.LABEL_POOL_TEMPLATE], orphaned)
     for pod in plan.doomed:
         log.info("pool %s/%s: deleting worker %s", namespace, name, pod["metadata"]["name"])

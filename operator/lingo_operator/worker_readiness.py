@@ -18,8 +18,7 @@ from .events import post_event
 from .kube import delete_ignoring_missing
 from .memo import OperatorMemo
 from .session_handlers import reconcile_session
-from .session_status import (SessionGone, TERMINAL_PHASES, condition_true, set_condition, task_ended,
-                             update_status)
+from .session_status import SessionGone, TERMINAL_PHASES, condition_true, set_condition, update_status
 from .watched import SESSIONS, WORKER_PODS
 from .worker_claim import claimed_message
 from .worker_pod import MODEL_DELIVERY_CONTAINER, models_being_fetched
@@ -34,7 +33,10 @@ def worker_condition(pod: dict) -> tuple[bool, str, str]:
         return True, r.Reason.WORKER_READY, "worker is serving the control API"
     if phase == "Failed":
         return False, r.Reason.WORKER_FAILED, status.get("message") or "worker pod failed"
-    if phase == "Succeeded":  # a worker exits 0 only when its task ended
+    if phase == "Succeeded" and (pod.get("metadata") or {}).get("deletionTimestamp"):
+        # Its exit 0 answered the deletion's SIGTERM (a drain, an eviction), not the end of its task.
+        return False, r.Reason.WORKER_DELETED, "worker pod was deleted"
+    if phase == "Succeeded":  # otherwise a worker exits 0 only when its task ended
         return False, r.Reason.TASK_ENDED, "the translation task ended; the worker exited and freed its resources"
     scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
     if scheduled and scheduled.get("status") == "False":
@@ -89,7 +91,7 @@ async def record_worker_state(memo: OperatorMemo, logger, pod_meta: dict, pod_ip
             return None
         if status.get("workerPodName", pod_name) != pod_name:
             return None  # a worker the session no longer has (a replaced pooled worker going away)
-        if task_ended(status):
+        if r.task_ended(status):
             return None  # the session's worker is done for good; its pod going away changes nothing
         current = True
         status["workerPodName"] = pod_name
@@ -182,13 +184,12 @@ async def replace_worker_if_gone(memo: OperatorMemo, session, logger, reason: st
     """If the session's worker pod is missing or has ended (a pooled worker is never restarted
     in place), delete what is left of it and give the session a worker again."""
     pod_name, namespace = (session.get("status") or {}).get("workerPodName"), session["metadata"]["namespace"]
-    if task_ended(session.get("status") or {}):
+    if r.task_ended(session.get("status") or {}):
         return
     try:
         pod = await memo.core.read_namespaced_pod(pod_name, namespace)
-        if pod.status.phase == "Succeeded" or (pod.metadata.deletion_timestamp is None
-                                               and pod.status.phase != "Failed"):
-            return  # serving, or done because its task ended (recorded by the pod watcher)
+        if pod.metadata.deletion_timestamp is None and pod.status.phase != "Failed":
+            return  # serving, or done because its task ended (recorded by the pod watcher, checked above)
         await delete_ignoring_missing(lambda n, ns: memo.core.delete_namespaced_pod(n, ns), pod_name, namespace)
         message = f"worker pod {pod_name} ended ({pod.status.phase}); replacing it"
     except ApiException as exc:

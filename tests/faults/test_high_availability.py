@@ -19,7 +19,7 @@ from lingo_api import resources as r
 from lingo_loopback.processes import ManagedProcess, free_port
 from lingo_loopback.stack import register_client, start_facade, start_operator
 
-from ..helpers import create_session, eventually, get_session, gone
+from ..helpers import assert_rooms_stay_gone, create_session, eventually, get_session, gone
 from .conftest import private_cluster
 
 LEASE = "lingo-operator"
@@ -169,14 +169,7 @@ async def test_a_paused_leader_writes_nothing_once_a_standby_took_over(ha):
         doomed.update(while_paused)
     finally:
         os.kill(leader.proc.pid, signal.SIGCONT)
-    resumed = time.monotonic()
-    lk = cluster.livekit
-    async with livekit_api.LiveKitAPI(lk.http_url, lk.api_key, lk.api_secret) as lkapi:
-        while time.monotonic() - resumed < 12:
-            rooms = {room.name for room in (await lkapi.room.list_rooms(livekit_api.ListRoomsRequest())).rooms}
-            back = sorted(set(doomed.values()) & rooms)
-            assert not back, f"{time.monotonic() - resumed:.1f} s after it resumed, rooms of deleted sessions: {back}"
-            await asyncio.sleep(0.2)
+    await assert_rooms_stay_gone(cluster.livekit, set(doomed.values()))
 
     async def stepped_down():
         return not leader.alive()

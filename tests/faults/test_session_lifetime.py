@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import aiohttp
 import pytest
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 from livekit import api as livekit_api
@@ -21,6 +22,7 @@ from lingo_api import resources as r
 
 from ..conftest import TEST_NAMESPACE_PREFIX
 from ..helpers import ACME, auth, eventually, facade_knows, register_client
+from ..speech import ControlClient
 
 SESSIONS = "/session-storage/sessions"
 
@@ -144,25 +146,33 @@ async def test_a_killed_worker_is_restarted_and_serves_again(http):
 async def test_a_frozen_worker_is_replaced_within_seconds(http, kube, facade_ns):
     """Issue 25: a worker that stops answering (SIGSTOP: its node frozen or cut off) while its
     pod still looks Ready is deleted after three missed health checks, and the session gets
-    another worker, without waiting for Kubernetes to notice."""
+    another worker, without waiting for Kubernetes to notice. A control socket open through the
+    facade stays open: it is told, and then talks to the new worker."""
     data = await _create(http)
     session_id = data["session_id"]
     await _worker_ready(http, session_id)
-    (pid,) = _worker_pids({session_id})
-    os.kill(pid, signal.SIGSTOP)
-    frozen_at = time.monotonic()
-    try:
-        async def replaced():
-            pids = _worker_pids({session_id})
-            return bool(pids) and pid not in pids
+    async with aiohttp.ClientSession() as plain:
+        async with plain.ws_connect(data["control_url"], params={"token": data["publisher"][0]}) as ws:
+            control = ControlClient(ws)
+            await control.next("current_task")
+            (pid,) = _worker_pids({session_id})
+            os.kill(pid, signal.SIGSTOP)
+            frozen_at = time.monotonic()
+            try:
+                async def replaced():
+                    pids = _worker_pids({session_id})
+                    return bool(pids) and pid not in pids
 
-        await eventually(replaced, timeout=45, what="another worker process")
-        await _worker_ready(http, session_id)
-    finally:
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass  # killed with its deleted pod, as it should be
+                await eventually(replaced, timeout=45, what="another worker process")
+                await _worker_ready(http, session_id)
+                told = await control.next("warning", timeout=60)
+                assert told["code"] == "WORKER_REPLACED", told
+                await control.next("current_task", timeout=30)  # from the new worker, on the same socket
+            finally:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass  # killed with its deleted pod, as it should be
     print(f"\nfrozen worker replaced, the new one ready {time.monotonic() - frozen_at:.1f}s after SIGSTOP")
     events = await CoreV1Api(kube).list_namespaced_event(facade_ns, field_selector=f"involvedObject.name={session_id}")
     assert r.Reason.WORKER_UNRESPONSIVE in {event.reason for event in events.items}

@@ -36,6 +36,12 @@ log = logging.getLogger("lingo.webhook")
 
 AUTH_TIMEOUT_SECONDS = 10
 WORKER_WAIT_SECONDS = 30
+# A session whose worker went away (worker_liveness.py replaces it) is followed to the next one:
+# the session is looked at this often, and its next worker waited for this long (a cold start).
+FOLLOW_POLL_SECONDS = 1.0
+REPLACEMENT_WAIT_SECONDS = 120
+# Close codes a worker uses on purpose (its task ended, the client was refused): the relay ends too.
+DELIBERATE_CLOSE_CODES = frozenset({1000, 1001, 1008}) | frozenset(range(4000, 5000))
 # What the worker says for a token it did not issue; the relay says the same for every refusal.
 UNAUTHORIZED = "token was not issued for this session"
 
@@ -131,18 +137,49 @@ async def pump(source, sink) -> None:
             break
 
 
-async def relay(client, upstream) -> None:
-    """Frames both ways until either side ends; the other direction is then stopped, and a
-    write to a socket that closed meanwhile is the end of the relay, not an error."""
-    tasks = [asyncio.ensure_future(pump(client, upstream)), asyncio.ensure_future(pump(upstream, client))]
+async def relay(client, upstream, moved=None) -> str:
+    """Frames both ways until either side ends, or until the awaitable `moved` finishes (the
+    session's worker is now another); the rest is then stopped, and a write to a socket that
+    closed meanwhile is the end of the relay, not an error. Returns which ended it: "client",
+    "upstream" or "moved"."""
+    tasks = {asyncio.ensure_future(pump(client, upstream)): "client",
+             asyncio.ensure_future(pump(upstream, client)): "upstream"}
+    if moved is not None:
+        tasks[asyncio.ensure_future(moved)] = "moved"
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return tasks[next(iter(done))]
     finally:
         for task in tasks:
             task.cancel()
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, Exception) and not isinstance(outcome, (ConnectionError, aiohttp.ClientError)):
                 log.warning("control relay ended by %s: %s", type(outcome).__name__, outcome)
+
+
+async def _worker_moved(request: web.Request, session_id: str, token: str, endpoint: str) -> None:
+    """Returns once the session names a worker other than `endpoint` (or none, while one starts):
+    a worker on a lost node never closes its socket, so the relay cannot wait for that."""
+    while True:
+        await asyncio.sleep(FOLLOW_POLL_SECONDS)
+        session = await _find_session(request, session_id, token)
+        if session is not None and worker_endpoint(session) != endpoint:
+            return
+
+
+async def _next_worker(request: web.Request, session_id: str, token: str, previous: str) -> str | None:
+    """The session's next worker after `previous` went away, waited for up to REPLACEMENT_WAIT_SECONDS;
+    None when the session is gone or its task ended."""
+    deadline = time.monotonic() + REPLACEMENT_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        session = await _find_session(request, session_id, token)
+        if session is None or r.task_ended(session.get("status") or {}):
+            return None
+        endpoint = worker_endpoint(session)
+        if endpoint and endpoint != previous:
+            return endpoint
+        await asyncio.sleep(FOLLOW_POLL_SECONDS)
+    return None
 
 
 async def proxy_control(request: web.Request, session_id: str) -> web.StreamResponse:
@@ -179,14 +216,36 @@ async def proxy_control(request: web.Request, session_id: str) -> web.StreamResp
     query["token"] = token
     http: aiohttp.ClientSession = request.app["http"]
     try:
-        upstream = await http.ws_connect(f"ws://{endpoint}{r.WORKER_CONTROL_PATH}", params=query, heartbeat=30,
-                                         max_msg_size=r.CONTROL_MESSAGE_MAX_BYTES)
-    except (aiohttp.ClientError, OSError):
-        await _send_error(client, "WORKER_UNREACHABLE", "could not reach the session's translation worker", 1011)
-        return client
-    try:
-        await relay(client, upstream)
+        while True:
+            try:
+                upstream = await http.ws_connect(
+                    f"ws://{endpoint}{r.WORKER_CONTROL_PATH}", params=query, heartbeat=30,
+                    max_msg_size=r.CONTROL_MESSAGE_MAX_BYTES, timeout=aiohttp.ClientWSTimeout(ws_close=2))
+            except (aiohttp.ClientError, OSError):
+                await _send_error(client, "WORKER_UNREACHABLE", "could not reach the session's translation worker", 1011)
+                return client
+            try:
+                ended_by = await relay(client, upstream, _worker_moved(request, session_id, token, endpoint))
+            finally:
+                await upstream.close()
+            # The client's socket stays open across a worker replacement (a lost node, a crash):
+            # only a worker that closed it on purpose (its task ended) ends the relay.
+            if client.closed or ended_by == "client" or (ended_by == "upstream" and upstream.close_code in
+                                                         DELIBERATE_CLOSE_CODES):
+                break
+            previous, endpoint = endpoint, await _next_worker(request, session_id, token, endpoint)
+            if endpoint is None:
+                await _send_error(client, "WORKER_NOT_READY", "the session's translation worker went away; retry",
+                                  1013)
+                return client
+            log.info("control relay for %s follows its new worker", session_id)
+            await client.send_json({"message_type": "warning", "data": {
+                "code": "WORKER_REPLACED",
+                "message": "the translation worker was replaced; the task goes on with a new one"}})
+    except Exception as exc:
+        if not kubernetes_unavailable(exc):
+            raise
+        await _send_error(client, "KUBERNETES_UNAVAILABLE", "the Kubernetes API is unreachable; retry shortly", 1013)
     finally:
-        await upstream.close()
         await client.close()
     return client

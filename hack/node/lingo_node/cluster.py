@@ -1,19 +1,20 @@
-"""A real single-node Kubernetes cluster on this machine: the loopback control plane plus a node.
+"""A real Kubernetes cluster on this machine: the loopback control plane plus one or more nodes.
 
 Beside what `LoopbackCluster` starts (etcd, kube-apiserver, kube-controller-manager,
-livekit-server), this starts containerd and runc (Debian), kubelet, kube-scheduler and kube-proxy
-(built from the pinned Kubernetes modules), CNI bridge/host-local/loopback (Debian) and cluster
-DNS (lingo_node.dns). Pods run the project's real images from images/*.Dockerfile.
+livekit-server), this starts, per node (lingo_node.node), containerd and runc (Debian) and a
+kubelet, and once for the cluster kube-scheduler and kube-proxy (built from the pinned Kubernetes
+modules), CNI bridge/host-local/loopback (Debian) and cluster DNS (lingo_node.dns). Pods run the
+project's real images from images/*.Dockerfile, imported into every node's containerd.
 
 Everything pods can reach sits on the run's own bridge (lingo_node.host): kube-apiserver and
 livekit-server bind the bridge address, Services live in a range only kube-proxy knows, and the
-guard drops anything else. `stop()` deletes workloads, stops the kubelet, removes containers,
-stops containerd and puts the host back as it was, also after a failure.
+guard drops anything else. `stop()` deletes workloads, stops each node's kubelet, removes its
+containers, stops its containerd and puts the host back as it was, also after a failure.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import shutil
 import subprocess
 import sys
@@ -22,8 +23,6 @@ import time
 import urllib.error
 from pathlib import Path
 
-import yaml
-
 from lingo_loopback import binaries
 from lingo_loopback.cluster import LoopbackCluster
 from lingo_loopback.processes import ManagedProcess, StartupError, free_port, http_ok, wait_for_interrupt, wait_until
@@ -31,10 +30,8 @@ from lingo_loopback.processes import ManagedProcess, StartupError, free_port, ht
 from . import host
 from .host import BRIDGE, BRIDGE_IP, POD_CIDR, SERVICE_CIDR, HostChanges
 from .images import ProjectImages, build_project_images, import_into_containerd
+from .node import MAX_NODES, KubeletNode
 
-NODE_NAME = "lingo-node"
-CLUSTER_DOMAIN = "cluster.local"
-CNI_BIN_DIR = "/usr/lib/cni"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -47,17 +44,20 @@ def _openssl(*args: str) -> None:
 
 
 class RealNodeCluster(LoopbackCluster):
-    """`LoopbackCluster` on the bridge address, with a real node that runs the project's images."""
+    """`LoopbackCluster` on the bridge address, with `node_count` real nodes that run the project's images."""
 
     bind_address = BRIDGE_IP
     service_cidr = SERVICE_CIDR
 
-    def __init__(self, workdir: Path | None = None):
+    def __init__(self, workdir: Path | None = None, node_count: int = 1):
         super().__init__(workdir or Path(tempfile.mkdtemp(prefix="lingo-node-")))
+        if not 1 <= node_count <= MAX_NODES:
+            raise ValueError(f"from 1 to {MAX_NODES} nodes")
+        self.node_count = node_count
         self.host = HostChanges(binaries.cache_dir() / "node-host-state.json")
-        self.containerd_socket = self.workdir / "containerd" / "containerd.sock"
         self.images: ProjectImages | None = None
-        self._node_processes: list[ManagedProcess] = []
+        self.nodes: list[KubeletNode] = []
+        self._node_processes: list[ManagedProcess] = []  # the cluster's own: DNS, scheduler, kube-proxy
         self.teardown_problems: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -69,13 +69,20 @@ class RealNodeCluster(LoopbackCluster):
         try:
             self.images = build_project_images()
             super().start()
-            self._start_containerd()
-            import_into_containerd(self.images.all(), self.ctr)
+            ca_cert, _, _ = self._kubelet_client_pki()
+            for index in range(self.node_count):
+                node = KubeletNode(index, self.workdir, self.log_dir, self.kubeconfig, self.host, ca_cert,
+                                   self.images.pause)
+                self.nodes.append(node)
+                node.start_runtime()
+                import_into_containerd(self.images.all(), node.ctr)
             self._start_dns()
             self._start_scheduler(node_binaries["kube-scheduler"])
-            self._start_kubelet(node_binaries["kubelet"])
-            self._wait_node_ready()
-            # After the node exists: kube-proxy reads its addresses from the Node object.
+            for node in self.nodes:
+                node.start_kubelet(node_binaries["kubelet"])
+            for node in self.nodes:
+                self.wait_node_ready(node.name)
+            # After the nodes exist: kube-proxy reads its addresses from the Node object.
             self._start_kube_proxy(node_binaries["kube-proxy"])
         except BaseException:
             self.stop()
@@ -83,26 +90,23 @@ class RealNodeCluster(LoopbackCluster):
         return self
 
     def stop(self) -> None:
-        """Workloads, kubelet, containers, containerd, node services, control plane, host state."""
+        """Workloads, each node (kubelet, containers, containerd), node services, control plane, host state."""
         problems: list[str] = []
-        if any(p.alive() for p in self._node_processes) and self._processes:
+        if any(node.processes_alive() for node in self.nodes) and self._processes:
             problems += self._delete_workloads()
-        self._stop_node_process("kubelet")  # before containers go, or it restarts them
-        if self.containerd_socket.exists():
-            problems += self._remove_containers()
+        for node in self.nodes:
+            problems += node.stop()
         for process in reversed(self._node_processes):
             process.stop()
         self._node_processes.clear()
         problems += self._kube_proxy_cleanup()
         problems += host.unmount_below(self.workdir)
-        problems += _remove_cgroups("kubepods")
         super().stop()
         problems += self.host.restore()
         self.teardown_problems = problems
 
-    @property
-    def ctr(self) -> list[str]:
-        return ["ctr", "--address", str(self.containerd_socket)]
+    def node(self, name: str) -> KubeletNode:
+        return next(node for node in self.nodes if node.name == name)
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
         process = super()._spawn(name, argv)
@@ -115,11 +119,6 @@ class RealNodeCluster(LoopbackCluster):
         self.host.remember_process(process.proc.pid)
         self._node_processes.append(process)
         return process
-
-    def _stop_node_process(self, name: str) -> None:
-        for process in self._node_processes:
-            if process.name == name:
-                process.stop(grace=20)
 
     # -- control plane, as a node needs it ---------------------------------------------------
 
@@ -178,60 +177,6 @@ class RealNodeCluster(LoopbackCluster):
 
     # -- node ------------------------------------------------------------------------------
 
-    def _start_containerd(self) -> None:
-        base = self.workdir / "containerd"
-        cni_conf = base / "net.d"
-        cni_conf.mkdir(parents=True, exist_ok=True)
-        (cni_conf / "10-lingo.conflist").write_text(json.dumps({
-            "cniVersion": "0.4.0",
-            "name": "lingo",
-            "plugins": [
-                {
-                    "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-                    "ipam": {"type": "host-local", "dataDir": str(base / "ipam"),
-                             "ranges": [[{"subnet": POD_CIDR, "rangeStart": POD_CIDR.rsplit(".", 1)[0] + ".10",
-                                          "gateway": BRIDGE_IP}]],
-                             "routes": [{"dst": POD_CIDR}, {"dst": SERVICE_CIDR}]},
-                },
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-            ],
-        }, indent=1))
-        # Images and their unpacked layers persist in the cache (an unchanged image is not
-        # imported again); containers and state live in this run's folder.
-        root = binaries.cache_dir() / "containerd-root"
-        assert self.images is not None
-        config = base / "config.toml"
-        config.write_text(f"""version = 2
-root = "{root}"
-state = "{base / 'state'}"
-[grpc]
-  address = "{self.containerd_socket}"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{base / 'opt'}"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{self.images.pause}"
-  # The sandbox has no CAP_SYS_RESOURCE; containerd must not lower oom_score_adj below its own.
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  disable_apparmor = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{CNI_BIN_DIR}"
-    conf_dir = "{cni_conf}"
-""")
-        process = self._spawn_node("containerd", ["containerd", f"--config={config}"])
-        wait_until(lambda: subprocess.run([*self.ctr, "version"], capture_output=True).returncode == 0,
-                   process, "containerd", timeout=60)
-
     def _start_dns(self) -> None:
         process = self._spawn_node("cluster-dns", [sys.executable, "-m", "lingo_node.dns", f"--listen={BRIDGE_IP}",
                                                    "--port=53", f"--kubeconfig={self.kubeconfig}"])
@@ -250,7 +195,7 @@ state = "{base / 'state'}"
         self._kube_proxy_binary = binary
         process = self._spawn_node("kube-proxy", [
             str(binary), f"--kubeconfig={self.kubeconfig}", "--proxy-mode=iptables",
-            f"--hostname-override={NODE_NAME}", f"--cluster-cidr={POD_CIDR}",
+            f"--hostname-override={self.nodes[0].name}", f"--cluster-cidr={POD_CIDR}",
             # Leave the host's conntrack settings alone (0 = do not change).
             "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0",
             "--conntrack-tcp-timeout-close-wait=0",
@@ -259,53 +204,12 @@ state = "{base / 'state'}"
         ])
         wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), process, "kube-proxy", timeout=60)
 
-    def _start_kubelet(self, binary: Path) -> None:
-        base = self.workdir / "kubelet"
-        base.mkdir(parents=True, exist_ok=True)
-        ca_cert, _, _ = self._kubelet_client_pki()
-        health = free_port()
-        config = {
-            "apiVersion": "kubelet.config.k8s.io/v1beta1",
-            "kind": "KubeletConfiguration",
-            "address": BRIDGE_IP,
-            "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1",
-            "healthzPort": health,
-            "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
-            # This sandbox: cgroup v1 without systemd, no swap accounting, no CAP_SYS_RESOURCE.
-            "cgroupDriver": "cgroupfs",
-            "failCgroupV1": False,
-            "failSwapOn": False,
-            "oomScoreAdj": 0,
-            # Pods must not inherit the host's resolver: they get cluster DNS and nothing else.
-            "resolvConf": "",
-            "clusterDNS": [BRIDGE_IP],
-            "clusterDomain": CLUSTER_DOMAIN,
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                               "x509": {"clientCAFile": str(ca_cert)}},
-            "authorization": {"mode": "Webhook"},
-            "evictionHard": {"memory.available": "200Mi", "nodefs.available": "5%", "imagefs.available": "5%",
-                             "nodefs.inodesFree": "1%"},
-            "imageGCHighThresholdPercent": 100,
-            "volumePluginDir": str(base / "volume-plugins"),
-            "serializeImagePulls": False,
-            "maxPods": 40,
-        }
-        config_file = base / "config.yaml"
-        config_file.write_text(yaml.safe_dump(config))
-        process = self._spawn_node("kubelet", [
-            str(binary), f"--config={config_file}", f"--kubeconfig={self.kubeconfig}",
-            f"--node-ip={BRIDGE_IP}", f"--hostname-override={NODE_NAME}", f"--root-dir={base / 'root'}",
-            f"--cert-dir={base / 'pki'}", "--v=1",
-        ])
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), process, "kubelet", timeout=90)
-
-    def _wait_node_ready(self, timeout: float = 120) -> None:
+    def wait_node_ready(self, name: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             try:
-                node = self.api_request(f"/api/v1/nodes/{NODE_NAME}")
+                node = self.api_request(f"/api/v1/nodes/{name}")
                 last = {c["type"]: c.get("message") for c in node["status"].get("conditions", [])
                         if (c["type"] == "Ready") != (c["status"] == "False")}
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]):
@@ -313,7 +217,7 @@ state = "{base / 'state'}"
             except urllib.error.HTTPError as exc:
                 last = exc.code
             time.sleep(0.5)
-        raise StartupError(f"node {NODE_NAME} not Ready after {timeout:.0f}s: {last}")
+        raise StartupError(f"node {name} not Ready after {timeout:.0f}s: {last}")
 
     # -- teardown --------------------------------------------------------------------------
 
@@ -338,25 +242,6 @@ state = "{base / 'state'}"
             return [f"pods still present after {timeout}s: {[p['metadata']['name'] for p in pods]}"]
         except (OSError, urllib.error.URLError, KeyError) as exc:
             return [f"deleting workloads: {exc}"]
-
-    def _remove_containers(self) -> list[str]:
-        """Kill and delete every container containerd still has (the kubelet does not on exit)."""
-        problems = []
-        listing = subprocess.run([*self.ctr, "-n", "k8s.io", "containers", "ls", "-q"], capture_output=True, text=True)
-        for container in listing.stdout.split():
-            subprocess.run([*self.ctr, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", container], capture_output=True)
-            for _ in range(20):
-                if subprocess.run([*self.ctr, "-n", "k8s.io", "tasks", "delete", container],
-                                  capture_output=True).returncode == 0 or subprocess.run(
-                        [*self.ctr, "-n", "k8s.io", "tasks", "ls", "-q"], capture_output=True, text=True
-                ).stdout.split().count(container) == 0:
-                    break
-                time.sleep(0.25)
-            result = subprocess.run([*self.ctr, "-n", "k8s.io", "containers", "rm", container],
-                                    capture_output=True, text=True)
-            if result.returncode != 0:
-                problems.append(f"container {container}: {result.stderr.strip()[:200]}")
-        return problems
 
     def _kube_proxy_cleanup(self) -> list[str]:
         binary = getattr(self, "_kube_proxy_binary", None)
@@ -387,32 +272,16 @@ state = "{base / 'state'}"
         return result
 
 
-def _remove_cgroups(name: str) -> list[str]:
-    """rmdir the kubelet's cgroup subtree in every v1 hierarchy (leaves first)."""
-    problems = []
-    root = Path("/sys/fs/cgroup")
-    for hierarchy in root.iterdir() if root.is_dir() else []:
-        top = hierarchy / name
-        if not top.is_dir():
-            continue
-        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            try:
-                path.rmdir()
-            except OSError:
-                pass
-        try:
-            top.rmdir()
-        except OSError as exc:
-            problems.append(f"cgroup {top}: {exc}")
-    return problems
-
-
 def main() -> None:
-    """`python -m lingo_node.cluster`: start the real node, print how to reach it, stop on Ctrl-C."""
-    cluster = RealNodeCluster()
+    """`python -m lingo_node.cluster [--nodes N]`: start the real cluster, print how to reach it,
+    stop on Ctrl-C."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--nodes", type=int, default=1, help=f"how many nodes, 1 to {MAX_NODES}")
+    cluster = RealNodeCluster(node_count=parser.parse_args().nodes)
     try:
         cluster.start()
-        print(f"real node up: KUBECONFIG={cluster.kubeconfig}  livekit {cluster.livekit.url if cluster.livekit else '-'}"
+        print(f"real cluster up: KUBECONFIG={cluster.kubeconfig}  livekit {cluster.livekit.url if cluster.livekit else '-'}"
+              f"\nnodes: {', '.join(f'{node.name} ({node.ip})' for node in cluster.nodes)}"
               f"\nimages: {', '.join(cluster.images.all() if cluster.images else [])}\nCtrl-C stops it.", flush=True)
         wait_for_interrupt()
     finally:

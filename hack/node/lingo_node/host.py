@@ -48,6 +48,7 @@ HARDCODED_PATHS = (
     "/run/libpod",
     "/var/lib/containers",
     "/etc/cni",
+    "/var/log/containers",  # the kubelet's links to container logs (not configurable)
 )
 GUARD_CHAIN = "LINGO-GUARD"
 GUARD_NOISE_CHAIN = "LINGO-GUARD-NOISE"

@@ -1,0 +1,59 @@
+"""Nodes where a worker just stopped answering: new and claimed workers go elsewhere for a while.
+
+A node that dies stays Ready in the API until the node controller notices (about 40-50 s), so
+until then the scheduler still places pods on it and its idle pooled workers still look ready.
+When the liveness probe (worker_liveness.py) gives up on a worker, or a claim cannot even connect
+to one (worker_claim.py), its node is suspect for SUSPECT_SECONDS: a session's new worker prefers
+other nodes (a preferred node affinity, so a one-node cluster still schedules it), claims skip
+idle workers there, and pools top up elsewhere instead of counting them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+SUSPECT_SECONDS = 120.0
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
+class SuspectNodes:
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._until: dict[str, float] = {}
+
+    def mark(self, node: str | None) -> bool:
+        """Suspect `node` from now on; True when it was not suspect already."""
+        if not node:
+            return False
+        new = node not in self.current()
+        self._until[node] = self._clock() + SUSPECT_SECONDS
+        return new
+
+    def current(self) -> list[str]:
+        now = self._clock()
+        for node in [n for n, until in self._until.items() if until <= now]:
+            del self._until[node]
+        return sorted(self._until)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self.current()
+
+
+def pod_node(pod: dict) -> str | None:
+    return (pod.get("spec") or {}).get("nodeName")
+
+
+def prefer_other_nodes(pod_spec: dict, nodes: Iterable[str]) -> dict:
+    """`pod_spec` with a preferred node affinity away from `nodes` (unchanged when there are none)."""
+    nodes = sorted(nodes)
+    if not nodes:
+        return pod_spec
+    term = {"weight": 100, "preference": {"matchExpressions": [
+        {"key": HOSTNAME_LABEL, "operator": "NotIn", "values": nodes}]}}
+    affinity = dict(pod_spec.get("affinity") or {})
+    node_affinity = dict(affinity.get("nodeAffinity") or {})
+    node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = [
+        *node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution", []), term]
+    affinity["nodeAffinity"] = node_affinity
+    return {**pod_spec, "affinity": affinity}
