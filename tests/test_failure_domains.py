@@ -285,6 +285,8 @@ async def start_talk(data: dict, samples: np.ndarray, rate: int) -> Talk:
                 async with await asyncio.wait_for(talk.control.ws_connect(
                         data["control_url"], params={"token": data["subscriber"][1]}, heartbeat=5), 5) as ws:
                     async for message in ws:
+                        if message.type != aiohttp.WSMsgType.TEXT:
+                            break  # the heartbeat's verdict on a dead connection comes as an ERROR message
                         talk.told.append({**json.loads(message.data), "at": time.monotonic()})
                 talk.told.append({"message_type": "closed", "data": {"code": ws.close_code}, "at": time.monotonic()})
             except (aiohttp.ClientError, TimeoutError) as exc:
