@@ -3,6 +3,8 @@ preference that keeps new workers off it without making a one-node cluster unsch
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from lingo_operator.suspect_nodes import HOSTNAME_LABEL, SUSPECT_SECONDS, SuspectNodes, pod_node, prefer_other_nodes
 
 
@@ -36,3 +38,21 @@ def test_new_workers_prefer_other_nodes_and_keep_their_own_affinity():
             {"key": HOSTNAME_LABEL, "operator": "NotIn", "values": ["node-a", "node-b"]}]}}]
     assert len(spec["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]) == 1  # not mutated
     assert pod_node({"spec": {"nodeName": "node-a"}}) == "node-a" and pod_node({}) is None
+
+
+def test_only_workers_that_were_on_a_node_before_it_became_suspect_are_stale():
+    """On a one-node cluster new workers can only go to the suspect node: those started after the
+    mark count again, or a pool would start new ones for as long as the node is suspect."""
+    now, wall = [100.0], [1_800_000_000.0]
+    nodes = SuspectNodes(clock=lambda: now[0], wall_clock=lambda: wall[0])
+
+    def pod(node: str, created: float) -> dict:
+        stamp = datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"metadata": {"creationTimestamp": stamp}, "spec": {"nodeName": node}}
+
+    nodes.mark("node-a")
+    assert nodes.stale(pod("node-a", wall[0] - 5))
+    assert not nodes.stale(pod("node-a", wall[0] + 5))  # started there knowingly, after the mark
+    assert not nodes.stale(pod("node-b", wall[0] - 5))
+    now[0] += SUSPECT_SECONDS
+    assert not nodes.stale(pod("node-a", wall[0] - 5))  # no longer suspect

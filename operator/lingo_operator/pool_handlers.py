@@ -67,7 +67,7 @@ async def keep_pool(memo: OperatorMemo, key: tuple[str, str]) -> None:
             try:
                 counts = await reconcile_pool(memo.core, pool, memo.config, claim_public_key,
                                               lambda ns, uid: session_exists_by_uid(memo.custom, ns, uid),
-                                              memo.suspect_nodes.current())
+                                              memo.suspect_nodes)
                 for state, value in asdict(counts).items():
                     metrics.POOL_WORKERS.labels(*key, state).set(value)
                 min_ready = r.pool_spec(pool)["minReady"]

@@ -89,7 +89,7 @@ async def claim_for(memo: OperatorMemo, session: dict, spec: SessionSpec, found:
     of its profile that had no idle worker."""
     if found.claimed is not None or found.cold_exists or spec.worker_profile not in found.profiles.values():
         return found.claimed, []
-    pod = await claim_idle_pod(memo.core, session, spec.worker_profile, found.profiles, memo.suspect_nodes.current())
+    pod = await claim_idle_pod(memo.core, session, spec.worker_profile, found.profiles, memo.suspect_nodes)
     dry = [] if pod else sorted(p for p, profile in found.profiles.items() if profile == spec.worker_profile)
     return pod, dry
 
@@ -119,7 +119,7 @@ async def ensure_worker(memo: OperatorMemo, session: dict, spec: SessionSpec, ro
             metrics.WORKERS_CLAIMED.labels("handover_failed").inc()
             if isinstance(exc, WorkerUnreachable) and memo.suspect_nodes.mark(pod_node(pod)):
                 wake_pools(memo)
-            pod = await claim_idle_pod(core, session, spec.worker_profile, profiles, memo.suspect_nodes.current()) \
+            pod = await claim_idle_pod(core, session, spec.worker_profile, profiles, memo.suspect_nodes) \
                 if attempt < HANDOVER_TRIES else None
             then = f"trying worker {pod['metadata']['name']}" if pod else "starting a worker of its own"
             await post_event(core, session, r.Reason.CLAIM_FAILED, f"{exc}; {then}", warning=True)

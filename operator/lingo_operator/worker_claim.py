@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import Collection
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,7 +30,7 @@ from lingo_api.faults import crash_point
 from .kube import delete_ignoring_missing
 from .ownership import owner_reference, session_labels
 from .room_watch import has_room
-from .suspect_nodes import pod_node
+from .suspect_nodes import SuspectNodes
 from .worker_pod import SAFE_TO_EVICT
 from .worker_pool import pod_ready
 
@@ -86,12 +85,12 @@ async def claimed_pod_of(core: CoreV1Api, session: dict) -> dict | None:
 
 
 async def claim_idle_pod(core: CoreV1Api, session: dict, profile: str, profiles: dict[str, str],
-                         avoid_nodes: Collection[str] = ()) -> dict | None:
-    """Step 1: claim one idle ready pod of a matching pool, oldest first, none on `avoid_nodes`;
-    None if there is none."""
+                         suspect_nodes: SuspectNodes | None = None) -> dict | None:
+    """Step 1: claim one idle ready pod of a matching pool, oldest first, none that was on a node
+    before it became suspect; None if there is none."""
     meta = session["metadata"]
     candidates = [p for p in await _pods(core, meta["namespace"], f"{r.LABEL_POOL_STATE}={r.POOL_STATE_IDLE}")
-                  if _matches(p, profile, profiles) and pod_node(p) not in avoid_nodes]
+                  if _matches(p, profile, profiles) and not (suspect_nodes and suspect_nodes.stale(p))]
     for pod in sorted(candidates, key=lambda p: p["metadata"]["creationTimestamp"]):
         patch = {"metadata": {"resourceVersion": pod["metadata"]["resourceVersion"], "labels": {
             r.LABEL_POOL_STATE: r.POOL_STATE_CLAIMED, r.LABEL_CLAIMED_BY: meta["uid"]}}}

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Collection
 
 from kubernetes_asyncio.client import ApiException, CoreV1Api
 
@@ -24,7 +23,7 @@ from lingo_api import worker_env
 from .config import OperatorConfig
 from .kube import delete_ignoring_missing
 from .ownership import owner_reference
-from .suspect_nodes import pod_node, prefer_other_nodes
+from .suspect_nodes import SuspectNodes, prefer_other_nodes
 from .worker_pod import METRICS_ANNOTATIONS, SAFE_TO_EVICT, with_node_loss_tolerations, worker_pod_spec
 
 log = logging.getLogger("lingo.operator")
@@ -146,22 +145,22 @@ def plan_pool(pods: list[dict], spec: dict, template: str, orphaned: list[dict])
 
 
 async def reconcile_pool(core: CoreV1Api, pool: dict, config: OperatorConfig, claim_public_key: str,
-                         session_exists, suspect_nodes: Collection[str] = ()) -> PoolCounts:
+                         session_exists, suspect_nodes: SuspectNodes | None = None) -> PoolCounts:
     """Bring the pool's idle workers to between minReady and maxReady (plan_pool); returns the counts.
 
     `session_exists(namespace, uid)` -> bool, for claims abandoned halfway (the claiming session
-    was deleted during its hand-over). Pods on `suspect_nodes` are left out of the plan, as if
-    gone: the pool tops up on other nodes (suspect_nodes.py).
+    was deleted during its hand-over). Pods that were on a node before it became suspect are left
+    out of the plan, as if gone: the pool tops up on other nodes (suspect_nodes.py).
     """
     meta = pool["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     listed = await core.list_namespaced_pod(namespace, label_selector=f"{r.LABEL_POOL}={name}")
     pods = [pod for p in listed.items
-            if pod_node(pod := core.api_client.sanitize_for_serialization(p)) not in suspect_nodes]
+            if not (suspect_nodes and suspect_nodes.stale(pod := core.api_client.sanitize_for_serialization(p)))]
     orphaned = [p for p in abandoned_claims(pods)
                 if not await session_exists(namespace, p["metadata"]["labels"].get(r.LABEL_CLAIMED_BY, ""))]
     manifest = pooled_worker_manifest(pool, config, claim_public_key)
-    manifest["spec"] = prefer_other_nodes(manifest["spec"], suspect_nodes)
+    manifest["spec"] = prefer_other_nodes(manifest["spec"], suspect_nodes.current() if suspect_nodes else [])
     plan = plan_pool(pods, r.pool_spec(pool), manifest["metadata"]["labels"][r.LABEL_POOL_TEMPLATE], orphaned)
     for pod in plan.doomed:
         log.info("pool %s/%s: deleting worker %s", namespace, name, pod["metadata"]["name"])
