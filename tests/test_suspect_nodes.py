@@ -54,5 +54,9 @@ def test_only_workers_that_were_on_a_node_before_it_became_suspect_are_stale():
     assert nodes.stale(pod("node-a", wall[0] - 5))
     assert not nodes.stale(pod("node-a", wall[0] + 5))  # started there knowingly, after the mark
     assert not nodes.stale(pod("node-b", wall[0] - 5))
+    marked = wall[0]
+    wall[0] += 30
+    nodes.mark("node-a")  # again while suspect: workers started there since the first mark still count
+    assert not nodes.stale(pod("node-a", marked + 5))
     now[0] += SUSPECT_SECONDS
     assert not nodes.stale(pod("node-a", wall[0] - 5))  # no longer suspect

@@ -32,7 +32,8 @@ class SuspectNodes:
             return False
         new = node not in self.current()
         self._until[node] = self._clock() + SUSPECT_SECONDS
-        self._since[node] = self._wall_clock()
+        if new:  # marked again while suspect: the workers started there since still count
+            self._since[node] = self._wall_clock()
         return new
 
     def stale(self, pod: dict) -> bool:

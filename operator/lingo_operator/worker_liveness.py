@@ -31,8 +31,10 @@ from .watched import SESSIONS
 from .worker_pod_index import WorkerPodRecord
 
 PROBE_INTERVAL_SECONDS = 1.0
-PROBE_TIMEOUT_SECONDS = 1.0  # a worker busy translating answers in milliseconds (its event loop is free)
-MISSES_ALLOWED = 3  # a silent worker: about 3-4 s from its last answer to the replacement
+# A worker busy translating answers in milliseconds, but a loaded machine can stall one for a
+# second or two: three 1 s timeouts in a row replaced live workers on a busy 2-core CI machine.
+PROBE_TIMEOUT_SECONDS = 2.0
+MISSES_ALLOWED = 3  # a silent worker: about 6-7 s from its last answer to the replacement
 
 
 def _pod_of(body, worker_pods: kopf.Index) -> WorkerPodRecord | None:
