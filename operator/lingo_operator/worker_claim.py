@@ -16,6 +16,7 @@ starts a cold worker instead.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 
@@ -46,7 +47,7 @@ class HandoverFailed(Exception):
 
 
 class WorkerUnreachable(HandoverFailed):
-    """Not even a connection: the worker's node may be lost (suspect_nodes.py)."""
+    """No answer to a connection at all: the worker's node may be lost (suspect_nodes.py)."""
 
 
 def claimed_message(pod_name: str, pool: str) -> str:
@@ -152,6 +153,11 @@ async def _call_claim(http, claim_key, session, pod, room, tokens_secret_data, s
                 answer = await response.text()
                 raise HandoverFailed(f"worker {pod['metadata']['name']} answered {response.status}: {answer[:200]}")
     except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-        raise WorkerUnreachable(f"worker {pod['metadata']['name']} unreachable: {type(exc).__name__}") from exc
+        # Silence or no route: its node may be lost. A refused connection is a worker gone from a
+        # node that answers.
+        silent = isinstance(exc, aiohttp.ConnectionTimeoutError) or getattr(exc, "errno", None) in (
+            errno.EHOSTUNREACH, errno.ENETUNREACH)
+        kind = WorkerUnreachable if silent else HandoverFailed
+        raise kind(f"worker {pod['metadata']['name']} unreachable: {type(exc).__name__}") from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise HandoverFailed(f"worker {pod['metadata']['name']} failed its hand-over: {type(exc).__name__}") from exc

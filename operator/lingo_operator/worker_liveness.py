@@ -92,7 +92,7 @@ async def worker_liveness(stopped, body, memo: OperatorMemo, logger, worker_pods
             continue
         message = (f"worker {pod} did not answer {MISSES_ALLOWED} health checks in a row; deleting it to start "
                    "another")
-        if memo.suspect_nodes.mark(current.node):
+        if silent and memo.suspect_nodes.mark(current.node):  # a refusing worker's node still answers
             message += f" (and placing new workers away from its node {current.node} for a while)"
             wake_pools(memo)
         logger.warning(message)
