@@ -103,7 +103,7 @@ def test_live_sessions_workers_are_never_evicted_and_idle_pooled_ones_are():
     budget = next(d for d in render() if d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "lingo-live-workers")
     spec = budget["spec"]
     assert budget["metadata"]["namespace"] == "lingo-sessions"
-    assert spec["maxUnavailable"] == 0 and spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert spec["maxUnavailable"] == 0 and spec["unhealthyPodEvictionPolicy"] == "IfHealthyBudget"
 
     def selected(labels: dict) -> bool:
         selector = spec["selector"]

@@ -90,21 +90,39 @@ def recorded_figures():
                       "seconds until translated speech is heard again")
 
 
+NOISE = ("aiohttp.access", "succeeded.", "Initial authentication", "kube-probe")
+
+
 @pytest.fixture(autouse=True)
 def logs_on_failure(request, cluster):
-    """After a failed test: the operators' and facades' logs and the sessions' events (pod logs go
-    with their pods, so they are read before the next test moves anything)."""
+    """After a failed test: the sessions' events, the facades' and operators' logs (the one before
+    a restart too, without routine lines; the leader's last) and where the worker pods are. Pod
+    logs go with their pods, so they are read before the next test moves anything. CI shows only
+    the end of the output, so what tells most comes last."""
     failed = request.session.testsfailed
     yield
     if request.session.testsfailed == failed:
         return
-    for component in ("operator", "facade"):
-        for pod in pods(cluster, "-l", f"app.kubernetes.io/component={component}"):
-            name = pod["metadata"]["name"]
-            log = cluster.kubectl("-n", NAMESPACE, "logs", name, "--tail=150", check=False).stdout
-            print(f"\n----- {name} on {pod['spec'].get('nodeName')}\n{log}", file=sys.stderr)
     events = cluster.kubectl("-n", SESSIONS, "get", "events", "--sort-by=.lastTimestamp", check=False).stdout
     print(f"\n----- events in {SESSIONS}\n{events[-6000:]}", file=sys.stderr)
+    holder = lease_holder(cluster)
+    replicas = [p for component in ("facade", "operator")
+                for p in pods(cluster, "-l", f"app.kubernetes.io/component={component}")]
+    for pod in sorted(replicas, key=lambda p: p["metadata"]["name"] == holder):
+        name = pod["metadata"]["name"]
+        restarted = any(s.get("restartCount") for s in pod["status"].get("containerStatuses", []))
+        for previous in ([True] if restarted else []) + [False]:
+            log = cluster.kubectl("-n", NAMESPACE, "logs", name, "--tail=400", *(["--previous"] if previous else []),
+                                  check=False).stdout
+            lines = [line for line in log.splitlines() if not any(n in line for n in NOISE)][-80:]
+            print(f"\n----- {name} on {pod['spec'].get('nodeName')}{' (before its restart)' if previous else ''}"
+                  f"{' (leader)' if name == holder else ''}\n" + "\n".join(lines), file=sys.stderr)
+    print(f"\n----- worker pods in {SESSIONS}", file=sys.stderr)
+    for pod in pods(cluster, namespace=SESSIONS):
+        labels = pod["metadata"].get("labels", {})
+        print(f"{pod['metadata']['name']} on {pod['spec'].get('nodeName')}: {pod['status'].get('phase')}, "
+              f"ready={pod_ready(pod)}, {labels.get(r.LABEL_POOL_STATE, 'session')}"
+              f"{', deleting' if 'deletionTimestamp' in pod['metadata'] else ''}", file=sys.stderr)
 
 
 def spread_over_nodes(cluster, component: str, keep: str | None = None) -> None:
