@@ -116,3 +116,10 @@ def wait_for(probe, timeout: float, what: str, interval: float = 0.5):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}"[:2000])
+
+
+def assert_nothing_left_the_pod_network(cluster) -> None:
+    """The host's guard (lingo_node.host) dropped nothing but link-local noise during the module."""
+    report = cluster.host.guard_report()
+    print(f"\nguard: dropped link-local noise {report.noise or 'none'}", file=sys.stderr)
+    assert not report.unexpected, f"packets from pods to addresses outside the run's networks: {report.unexpected}"

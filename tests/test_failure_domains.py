@@ -35,7 +35,8 @@ from livekit import rtc
 from lingo_api import resources as r
 
 from .helpers import assert_rooms_stay_gone
-from .node_release import NAMESPACE, RELEASE, SESSIONS, install_release, pod_ready, pods, real_cluster, wait_for
+from .node_release import (NAMESPACE, RELEASE, SESSIONS, assert_nothing_left_the_pod_network, install_release, pod_ready,
+                           pods, real_cluster, wait_for)
 from .speech import speech_wav
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1500)]
@@ -538,5 +539,4 @@ async def test_creates_and_a_session_survive_losing_the_leaders_node(cluster, re
 
 
 def test_nothing_tried_to_leave_the_pod_network(cluster):
-    report = cluster.host.guard_report()
-    assert not report.unexpected, f"packets from pods to addresses outside the run's networks: {report.unexpected}"
+    assert_nothing_left_the_pod_network(cluster)

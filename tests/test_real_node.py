@@ -23,8 +23,9 @@ from lingo_api import resources as r
 from lingo_loopback.binaries import REPO_ROOT
 from lingo_node.host import SERVICE_CIDR
 
-from .node_release import (CHART, CLIENT_ID, INSTANCE_LABEL, NAMESPACE, RELEASE, SESSIONS, image_parts, install_release,
-                           pod_ready, pods, real_cluster, wait_for)
+from .node_release import (CHART, CLIENT_ID, INSTANCE_LABEL, NAMESPACE, RELEASE, SESSIONS,
+                           assert_nothing_left_the_pod_network, image_parts, install_release, pod_ready, pods,
+                           real_cluster, wait_for)
 from .speech import SENTENCE, ControlClient, audible_frames, listen_to_track, publish_speech, speech_wav
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1200)]
@@ -252,6 +253,4 @@ def test_helm_uninstall_leaves_nothing_behind(node, release):
 
 
 def test_nothing_tried_to_leave_the_pod_network(node):
-    report = node.host.guard_report()
-    print(f"\nguard: dropped link-local noise {report.noise or 'none'}", file=sys.stderr)
-    assert not report.unexpected, f"packets from pods to addresses outside the run's networks: {report.unexpected}"
+    assert_nothing_left_the_pod_network(node)

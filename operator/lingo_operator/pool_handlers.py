@@ -128,7 +128,11 @@ def wake_pool(memo: OperatorMemo, namespace: str, pool: str) -> None:
         event.set()
 
 
-def wake_pools(memo: OperatorMemo) -> None:
-    """Tell every pool's task to look again now (a node became suspect: suspect_nodes.py)."""
+def suspect_node(memo: OperatorMemo, node: str | None) -> bool:
+    """Mark `node` suspect (suspect_nodes.py); when it was not already, every pool's task looks
+    again now, to top up on other nodes. True when it is newly suspect."""
+    if not memo.suspect_nodes.mark(node):
+        return False
     for event in memo.pool_wakeups.values():
         event.set()
+    return True

@@ -28,7 +28,7 @@ from .events import post_event
 from .kube import create_or_get
 from .livekit_rooms import LiveKitUnavailable
 from .memo import OperatorMemo
-from .pool_handlers import wake_pools
+from .pool_handlers import suspect_node
 from .room_watch import max_participants, room_metadata
 from .session_plan import (announcements, apply_provisioned, backoff, cold_worker_is_news, described,
                            events_before_status, expiry_of, needs_reconcile, parse_spec)
@@ -117,8 +117,8 @@ async def ensure_worker(memo: OperatorMemo, session: dict, spec: SessionSpec, ro
                                  adopt=adopt(core, session, pod))
         except HandoverFailed as exc:
             metrics.WORKERS_CLAIMED.labels("handover_failed").inc()
-            if isinstance(exc, WorkerUnreachable) and memo.suspect_nodes.mark(pod_node(pod)):
-                wake_pools(memo)
+            if isinstance(exc, WorkerUnreachable):
+                suspect_node(memo, pod_node(pod))
             pod = await claim_idle_pod(core, session, spec.worker_profile, profiles, memo.suspect_nodes) \
                 if attempt < HANDOVER_TRIES else None
             then = f"trying worker {pod['metadata']['name']}" if pod else "starting a worker of its own"

@@ -52,9 +52,6 @@ class SuspectNodes:
             del self._until[node], self._since[node]
         return sorted(self._until)
 
-    def __contains__(self, node: object) -> bool:
-        return node in self.current()
-
 
 def pod_node(pod: dict) -> str | None:
     return (pod.get("spec") or {}).get("nodeName")

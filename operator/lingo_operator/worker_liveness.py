@@ -25,7 +25,7 @@ from . import metrics
 from .events import post_event
 from .kube import delete_ignoring_missing
 from .memo import OperatorMemo
-from .pool_handlers import wake_pools
+from .pool_handlers import suspect_node
 from .session_status import condition_true
 from .watched import SESSIONS
 from .worker_pod_index import WorkerPodRecord
@@ -92,9 +92,8 @@ async def worker_liveness(stopped, body, memo: OperatorMemo, logger, worker_pods
             continue
         message = (f"worker {pod} did not answer {MISSES_ALLOWED} health checks in a row; deleting it to start "
                    "another")
-        if silent and memo.suspect_nodes.mark(current.node):  # a refusing worker's node still answers
+        if silent and suspect_node(memo, current.node):  # a refusing worker's node still answers
             message += f" (and placing new workers away from its node {current.node} for a while)"
-            wake_pools(memo)
         logger.warning(message)
         await post_event(memo.core, body, r.Reason.WORKER_UNRESPONSIVE, message, warning=True)
         metrics.DRIFT_REPAIRS.labels("unresponsive_worker").inc()

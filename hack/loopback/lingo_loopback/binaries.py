@@ -1,7 +1,8 @@
 """Build the Go binaries the loopback stack and the tests run, once, and cache them.
 
 kube-apiserver, kube-controller-manager and kubectl come from the Kubernetes Go modules pinned
-in hack/k8s-binaries/go.mod; livekit-server and helm from their pinned module versions. Everything goes through the
+in hack/k8s-binaries/go.mod; livekit-server, helm and kube-network-policies from their pinned
+module versions. Everything goes through the
 Go module proxy, and the results land in a versioned folder under the cache, so the second
 run finds them at once.
 """
@@ -21,6 +22,8 @@ K8S_MODULE_DIR = REPO_ROOT / "hack" / "k8s-binaries"
 KUBERNETES_VERSION = "v1.34.4"
 LIVEKIT_SERVER_VERSION = "v1.13.5"
 HELM_VERSION = "v3.22.0"
+# The NetworkPolicy engine of the real node (lingo_node.policy_engine): kubernetes-sigs' reference.
+KUBE_NETWORK_POLICIES_VERSION = "v0.8.0"
 
 
 class BinaryBuildError(RuntimeError):
@@ -151,6 +154,12 @@ def helm_binary() -> Path:
     return _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION)
 
 
+def network_policy_engine_binary() -> Path:
+    """kube-network-policies, which enforces NetworkPolicy on the real node's pod network."""
+    return _go_install("kube-network-policies", "sigs.k8s.io/kube-network-policies/cmd",
+                       KUBE_NETWORK_POLICIES_VERSION)
+
+
 def etcd_binary() -> Path:
     """etcd comes from Debian's etcd-server package (installed by hack/setup.sh)."""
     found = shutil.which("etcd") or ("/usr/bin/etcd" if Path("/usr/bin/etcd").exists() else None)
@@ -161,11 +170,11 @@ def etcd_binary() -> Path:
 
 def main() -> None:
     """`python -m lingo_loopback.binaries [--node]`: build everything ahead of time (--node: the real
-    node's kubelet, kube-scheduler and kube-proxy too)."""
+    node's kubelet, kube-scheduler, kube-proxy and NetworkPolicy engine too)."""
     built = {**kubernetes_binaries(), "livekit-server": livekit_server_binary(), "helm": helm_binary(),
              "etcd": etcd_binary()}
     if "--node" in sys.argv[1:]:
-        built.update(node_binaries())
+        built.update({**node_binaries(), "kube-network-policies": network_policy_engine_binary()})
     for name, path in built.items():
         print(f"{name}: {path}")
 

@@ -3,7 +3,8 @@
 Beside what `LoopbackCluster` starts (etcd, kube-apiserver, kube-controller-manager,
 livekit-server), this starts, per node (lingo_node.node), containerd and runc (Debian) and a
 kubelet, and once for the cluster kube-scheduler and kube-proxy (built from the pinned Kubernetes
-modules), CNI bridge/host-local/loopback (Debian) and cluster DNS (lingo_node.dns). Pods run the
+modules), CNI bridge/host-local/loopback (Debian), cluster DNS (lingo_node.dns) and the
+NetworkPolicy engine (lingo_node.policy_engine). Pods run the
 project's real images from images/*.Dockerfile, imported into every node's containerd.
 
 Everything pods can reach sits on the run's own bridge (lingo_node.host): kube-apiserver and
@@ -27,7 +28,7 @@ from lingo_loopback import binaries
 from lingo_loopback.cluster import LoopbackCluster
 from lingo_loopback.processes import ManagedProcess, StartupError, free_port, http_ok, wait_for_interrupt, wait_until
 
-from . import host
+from . import host, policy_engine
 from .host import BRIDGE, BRIDGE_IP, POD_CIDR, SERVICE_CIDR, HostChanges
 from .images import ProjectImages, build_project_images, import_into_containerd
 from .node import MAX_NODES, KubeletNode
@@ -57,7 +58,7 @@ class RealNodeCluster(LoopbackCluster):
         self.host = HostChanges(binaries.cache_dir() / "node-host-state.json")
         self.images: ProjectImages | None = None
         self.nodes: list[KubeletNode] = []
-        self._node_processes: list[ManagedProcess] = []  # the cluster's own: DNS, scheduler, kube-proxy
+        self._node_processes: list[ManagedProcess] = []  # the cluster's own: DNS, scheduler, kube-proxy, policies
         self.teardown_problems: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -84,6 +85,7 @@ class RealNodeCluster(LoopbackCluster):
                 self.wait_node_ready(node.name)
             # After the nodes exist: kube-proxy reads its addresses from the Node object.
             self._start_kube_proxy(node_binaries["kube-proxy"])
+            self._start_policy_engine(binaries.network_policy_engine_binary())
         except BaseException:
             self.stop()
             raise
@@ -96,6 +98,7 @@ class RealNodeCluster(LoopbackCluster):
             problems += self._delete_workloads()
         for node in self.nodes:
             problems += node.stop()
+        self.host.remove_policy_queue()  # before the engine stops: nothing would pass meanwhile
         for process in reversed(self._node_processes):
             process.stop()
         self._node_processes.clear()
@@ -203,6 +206,15 @@ class RealNodeCluster(LoopbackCluster):
             f"--healthz-bind-address=127.0.0.1:{health}", f"--metrics-bind-address=127.0.0.1:{metrics}",
         ])
         wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), process, "kube-proxy", timeout=60)
+
+    def _start_policy_engine(self, binary: Path) -> None:
+        credentials = policy_engine.write_credentials(self.workdir / "policy-engine", self.admin_token,
+                                                      self.pki_dir / "apiserver.crt")
+        process = self._spawn_node("kube-network-policies", policy_engine.engine_argv(
+            binary, credentials, free_port(), self.nodes[0].name),
+            env={"KUBERNETES_SERVICE_HOST": BRIDGE_IP, "KUBERNETES_SERVICE_PORT": str(self.api_port)})
+        wait_until(policy_engine.queue_bound, process, "kube-network-policies", timeout=60)
+        self.host.install_policy_queue(policy_engine.QUEUE)
 
     def wait_node_ready(self, name: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

@@ -52,6 +52,7 @@ HARDCODED_PATHS = (
 )
 GUARD_CHAIN = "LINGO-GUARD"
 GUARD_NOISE_CHAIN = "LINGO-GUARD-NOISE"
+POLICY_CHAIN = "LINGO-NETPOL"  # feeds the NetworkPolicy engine (lingo_node.policy_engine)
 # Chains the kubelet creates itself and kube-proxy --cleanup leaves behind.
 KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", "KUBE-PROXY-CANARY")
 
@@ -162,6 +163,32 @@ class HostChanges:
             run(tool, "-w", "-A", GUARD_CHAIN, "-o", BRIDGE, "!", "-i", BRIDGE, "-j", "DROP")
             run(tool, "-w", "-I", "FORWARD", "1", "-j", GUARD_CHAIN)
 
+    def install_policy_queue(self, queue: int) -> None:
+        """Send the first packet of every new connection to or from a pod to nfqueue `queue`,
+        where the NetworkPolicy engine gives the verdict; nothing passes while none listens.
+
+        The rules are kube-network-policies' own, in iptables: it installs them with nftables'
+        `queue` statement, which this kernel lacks (no CONFIG_NFT_QUEUE), while iptables' NFQUEUE
+        target feeds the same queue. Like upstream they sit on POSTROUTING before SNAT (mangle),
+        skip what the host's root sends (the kubelet's probes) and connections already accepted,
+        and see pod-to-pod packets on the bridge (bridge-nf-call-iptables). Packets from a pod to
+        the host itself (INPUT) are not evaluated, as upstream."""
+        self.remove_policy_queue()
+        mangle = ("iptables", "-w", "-t", "mangle")
+        run(*mangle, "-N", POLICY_CHAIN)
+        run(*mangle, "-A", POLICY_CHAIN, "-m", "owner", "--uid-owner", "0", "-j", "RETURN")
+        run(*mangle, "-A", POLICY_CHAIN, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN")
+        run(*mangle, "-A", POLICY_CHAIN, "-s", POD_CIDR, "-j", "NFQUEUE", "--queue-num", str(queue))
+        run(*mangle, "-A", POLICY_CHAIN, "-d", POD_CIDR, "-j", "NFQUEUE", "--queue-num", str(queue))
+        run(*mangle, "-I", "POSTROUTING", "1", "-j", POLICY_CHAIN)
+
+    @staticmethod
+    def remove_policy_queue() -> None:
+        while run("iptables", "-w", "-t", "mangle", "-D", "POSTROUTING", "-j", POLICY_CHAIN, check=False).returncode == 0:
+            pass
+        run("iptables", "-w", "-t", "mangle", "-F", POLICY_CHAIN, check=False)
+        run("iptables", "-w", "-t", "mangle", "-X", POLICY_CHAIN, check=False)
+
     def guard_report(self) -> GuardReport:
         """Dropped packet counts so far, by rule."""
         report = GuardReport()
@@ -192,6 +219,7 @@ class HostChanges:
                     os.killpg(process["pid"], signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        self.remove_policy_queue()
         for tool in ("iptables", "ip6tables"):
             self._remove_guard(tool)
             self._remove_kube_chains(tool)
