@@ -24,17 +24,29 @@ TEST_NAMESPACE_PREFIX = "lingo-t-"
 # Worker pods really run (loopback kubelet) only in these namespaces.
 WORKER_NAMESPACE_PREFIX = f"{TEST_NAMESPACE_PREFIX}w-"
 
+# What the session started on loopback (the cluster, then operator, kubelet and facade), so that
+# it can all be stopped before the real-node tests (see pytest_runtest_teardown).
+_loopback: list = []
+_loopback_stopped = False
+
+
+def stop_loopback() -> None:
+    global _loopback_stopped
+    _loopback_stopped = True
+    for started in reversed(_loopback):
+        started.stop()  # each stop() is safe to call twice
 
 
 @pytest.fixture(scope="session")
 def cluster():
     instance = LoopbackCluster()
+    _loopback.append(instance)
     try:
         instance.start()
     except BinaryBuildError as exc:
         pytest.fail(f"cannot build the loopback servers: {exc}", pytrace=False)
     yield instance
-    instance.stop()
+    stop_loopback()
     if os.environ.get("LINGO_KEEP_LOGS"):
         print(f"\nloopback logs kept in {instance.log_dir}", file=sys.stderr)
     else:
@@ -52,6 +64,7 @@ def facade_url() -> str:
 @pytest.fixture(scope="session")
 def operator(cluster, facade_url):
     process = start_operator(cluster, facade_url, namespaces=[f"{TEST_NAMESPACE_PREFIX}*"])
+    _loopback.append(process)
     yield process
     process.stop()
 
@@ -86,6 +99,7 @@ async def worker_namespace(kube):
 @pytest.fixture(scope="session")
 def kubelet(cluster):
     process = start_kubelet(cluster, namespaces=[f"{WORKER_NAMESPACE_PREFIX}*"])
+    _loopback.append(process)
     yield process
     process.stop()
 
@@ -103,13 +117,15 @@ async def facade_ns(kube):
     await register_client(kube, name, ACME, max_sessions=6)
     await register_client(kube, name, OTHER, max_sessions=1)
     yield name
-    await CoreV1Api(kube).delete_namespace(name)
+    if not _loopback_stopped:
+        await CoreV1Api(kube).delete_namespace(name)
 
 
 @pytest.fixture(scope="session")
 def facade_process(cluster, operator, kubelet, facade_url, facade_ns):
     port = int(facade_url.rsplit(":", 1)[1])
     process = start_facade(cluster, port, facade_ns, control_namespaces=[f"{WORKER_NAMESPACE_PREFIX}*"])
+    _loopback.append(process)
     yield process
     process.stop()
 
@@ -128,6 +144,14 @@ async def http(facade):
 def pytest_collection_modifyitems(config, items):
     """Speech tests late and the real node last: slowest last, so a failure elsewhere shows sooner."""
     items.sort(key=lambda item: 2 if item.get_closest_marker("node") else 1 if item.get_closest_marker("slow") else 0)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """The loopback servers stop before the first real-node test: left running (with their pooled
+    workers), they took a share of the CPUs from the real nodes' timing-sensitive tests."""
+    if nextitem is not None and nextitem.get_closest_marker("node") and not item.get_closest_marker("node"):
+        stop_loopback()
 
 
 # Where every test must run (.ci/run sets it), a test that skips itself (the real node without
