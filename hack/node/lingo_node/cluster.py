@@ -98,7 +98,6 @@ class RealNodeCluster(LoopbackCluster):
             problems += self._delete_workloads()
         for node in self.nodes:
             problems += node.stop()
-        self.host.remove_policy_queue()  # before the engine stops: nothing would pass meanwhile
         for process in reversed(self._node_processes):
             process.stop()
         self._node_processes.clear()
