@@ -10,8 +10,8 @@ That makes two recognition policies comparable below the real-time noise; it say
 lag (there is no clock) and nothing is translated.
 
 Reported per talk: the WER of the committed transcript against the script, beside sentence mode
-(the same recognizer given each sentence's exact audio), units and why they closed, decodes and
-the audio they covered.
+(the same recognizer given each sentence's exact audio), units and why they closed, decodes, the
+audio they covered and the mean time one took (on this machine's CPU).
 
 Run: python -m bench.recognition_replay [--languages en,ca,it] [--sentences N] [--options JSON]
 """
@@ -43,6 +43,7 @@ class ReplayPipeline(TranslationPipeline):
         self.units = []
         self.decodes = 0
         self.decoded_seconds = 0.0
+        self.decoding_seconds = 0.0  # wall time spent in the recognizer (depends on the CPU)
 
     @staticmethod
     async def _ignore(*_args, **_kwargs) -> None:
@@ -52,7 +53,11 @@ class ReplayPipeline(TranslationPipeline):
         recognizer = await self.loaded_recognizer()
         self.decodes += 1
         self.decoded_seconds += len(snapshot.audio) / RATE
-        return recognizer.transcribe_words(snapshot.audio, self.task.source_language)
+        started = time.perf_counter()
+        try:
+            return recognizer.transcribe_words(snapshot.audio, self.task.source_language)
+        finally:
+            self.decoding_seconds += time.perf_counter() - started
 
     async def partial(self, *_args) -> None:
         return None
@@ -77,6 +82,7 @@ async def replay(engines, talk: Talk, options: dict) -> dict:
     transcript = " ".join(unit.text for unit in pipeline.units)
     return {"units": len(pipeline.units), "reasons": dict(collections.Counter(u.reason for u in pipeline.units)),
             "decodes": pipeline.decodes, "decoded_seconds": round(pipeline.decoded_seconds, 1),
+            "decoding_ms_mean": round(1000 * pipeline.decoding_seconds / max(1, pipeline.decodes)),
             "seconds": round(time.monotonic() - started, 1), "transcript": transcript,
             "wer": wer(talk, transcript)}
 
