@@ -11,7 +11,8 @@ lag (there is no clock) and nothing is translated.
 
 Reported per talk: the WER of the committed transcript against the script, beside sentence mode
 (the same recognizer given each sentence's exact audio), units and why they closed, decodes, the
-audio they covered and the mean time one took (on this machine's CPU).
+audio they covered and the mean time one took (on this machine's CPU), and how much audio had been
+decoded after a word when it was committed (the policy's own share of the lag, p50 and p95).
 
 Run: python -m bench.recognition_replay [--languages en,ca,it] [--sentences N] [--options JSON]
 """
@@ -44,6 +45,8 @@ class ReplayPipeline(TranslationPipeline):
         self.decodes = 0
         self.decoded_seconds = 0.0
         self.decoding_seconds = 0.0  # wall time spent in the recognizer (depends on the CPU)
+        self.decoded_until = 0.0  # stream time the last decode's audio reached
+        self.heard_after = []  # seconds of audio decoded after each word when it was committed
 
     @staticmethod
     async def _ignore(*_args, **_kwargs) -> None:
@@ -53,6 +56,7 @@ class ReplayPipeline(TranslationPipeline):
         recognizer = await self.loaded_recognizer()
         self.decodes += 1
         self.decoded_seconds += len(snapshot.audio) / RATE
+        self.decoded_until = snapshot.start + len(snapshot.audio) / RATE
         started = time.perf_counter()
         try:
             return recognizer.transcribe_words(snapshot.audio, self.task.source_language)
@@ -71,6 +75,13 @@ async def replay(engines, talk: Talk, options: dict) -> dict:
                            options=TaskOptions(**{"speech": False, **options}))
     pipeline = ReplayPipeline(engines, task)
     speaker = pipeline.speaker("replay")
+    commit = speaker.transcriber._commit
+
+    def commit_noting_lag(words):  # the policy's own lag, in audio: what a word waited to be committed
+        pipeline.heard_after.extend(pipeline.decoded_until - word.end for word in words)
+        return commit(words)
+
+    speaker.transcriber._commit = commit_noting_lag
     chunk = int(CHUNK_SECONDS * RATE)
     started = time.monotonic()
     for at in range(0, len(talk.audio), chunk):
@@ -83,6 +94,8 @@ async def replay(engines, talk: Talk, options: dict) -> dict:
     return {"units": len(pipeline.units), "reasons": dict(collections.Counter(u.reason for u in pipeline.units)),
             "decodes": pipeline.decodes, "decoded_seconds": round(pipeline.decoded_seconds, 1),
             "decoding_ms_mean": round(1000 * pipeline.decoding_seconds / max(1, pipeline.decodes)),
+            "heard_after_commit_s": {"p50": round(float(np.percentile(pipeline.heard_after, 50)), 3),
+                                     "p95": round(float(np.percentile(pipeline.heard_after, 95)), 3)},
             "seconds": round(time.monotonic() - started, 1), "transcript": transcript,
             "wer": wer(talk, transcript)}
 
