@@ -14,7 +14,9 @@ Reported per talk: the WER of the committed transcript against the script, besid
 audio they covered and the mean time one took (on this machine's CPU), and how much audio had been
 decoded after a word when it was committed (the policy's own share of the lag, p50 and p95).
 
-Run: python -m bench.recognition_replay [--languages en,ca,it] [--sentences N] [--options JSON]
+Results: bench/results/<name>.{json,md,png} (the histogram: audio after each word at its commit).
+
+Run: python -m bench.recognition_replay [--languages en,ca,it] [--sentences N] [--options JSON] [--name N]
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ import numpy as np
 from lingo_worker.pipeline import TranslationPipeline
 from lingo_worker.task import TaskOptions, TranslationTask
 
+from .common import write_results
 from .talk import RATE, Talk, normalized_words, script, speak
 
 CHUNK_SECONDS = 0.1
+LISTS = ("transcript", "heard_after")  # kept out of the progress lines
 
 
 class ReplayPipeline(TranslationPipeline):
@@ -96,6 +100,7 @@ async def replay(engines, talk: Talk, options: dict) -> dict:
             "decoding_ms_mean": round(1000 * pipeline.decoding_seconds / max(1, pipeline.decodes)),
             "heard_after_commit_s": {"p50": round(float(np.percentile(pipeline.heard_after, 50)), 3),
                                      "p95": round(float(np.percentile(pipeline.heard_after, 95)), 3)},
+            "heard_after": [round(seconds, 3) for seconds in pipeline.heard_after],
             "seconds": round(time.monotonic() - started, 1), "transcript": transcript,
             "wer": wer(talk, transcript)}
 
@@ -119,6 +124,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=0, help="only the first N sentences of each talk")
     parser.add_argument("--options", default="{}", help="task options (JSON)")
     parser.add_argument("--no-sentence-mode", action="store_true", help="skip the sentence-mode baseline")
+    parser.add_argument("--name", default="recognition_replay", help="results file name in bench/results/")
     args = parser.parse_args()
 
     from lingo_worker.engines.registry import build_engines
@@ -131,9 +137,30 @@ def main() -> None:
         if not args.no_sentence_mode:
             result["sentence_mode_wer"] = wer(talk, sentence_mode_transcript(talk, engines.recognizer_for(language)))
         out[language] = result
-        print(json.dumps({language: {k: v for k, v in result.items() if k != "transcript"}}), flush=True)
+        print(json.dumps({language: {k: v for k, v in result.items() if k not in LISTS}}), flush=True)
     engines.translator.close()
-    print(json.dumps(out, ensure_ascii=False))
+    write_results(args.name, {"benchmark": "recognition_replay", "sentences": args.sentences or None,
+                              "options": json.loads(args.options),
+                              "talks": {language: {k: v for k, v in result.items() if k != "heard_after"}
+                                        for language, result in out.items()}},
+                  markdown(out, args.sentences), {language: result["heard_after"] for language, result in out.items()},
+                  "audio decoded after a word when it was committed (s)")
+
+
+def markdown(out: dict, sentences: int) -> str:
+    lines = [f"# Recognition policy replayed, decode by decode ({'first %d sentences' % sentences if sentences else 'whole talks'})",
+             "",
+             "| talk | WER (sentence mode) | decodes | audio per decode (s) | time per decode (ms) "
+             "| audio after a word at its commit p50 / p95 (s) | units by reason |",
+             "|---|---|---|---|---|---|---|"]
+    for language, result in out.items():
+        sentence_mode = f" ({result['sentence_mode_wer']:.1%})" if "sentence_mode_wer" in result else ""
+        after = result["heard_after_commit_s"]
+        lines.append(f"| {language} | {result['wer']:.1%}{sentence_mode} | {result['decodes']} "
+                     f"| {result['decoded_seconds'] / max(1, result['decodes']):.2f} | {result['decoding_ms_mean']} "
+                     f"| {after['p50']:.2f} / {after['p95']:.2f} "
+                     f"| {', '.join(f'{reason} {count}' for reason, count in result['reasons'].items())} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
