@@ -393,7 +393,10 @@ def markdown(results: dict) -> str:
                 f"{(b['queue_ms_p50'] or 0) / 1000:.2f} / {(b['queue_ms_max'] or 0) / 1000:.2f} | "
                 f"{_cuts(sc)} | {sc['loops']} (guard: {_count(w.get('recognition_loops'))}) | "
                 f"{w.get('cpu_percent_of_a_core', '?')}% / {w.get('peak_rss_mb', '?')} MB |")
-    lines += ["", f"Goal: {json.dumps(GOAL)}; met: {json.dumps(results['goal_met'])}", "", provenance_line(results), ""]
+    lines += ["", f"Goal: {json.dumps(GOAL)}; met: {json.dumps(results['goal_met'])}", ""]
+    if results.get("options"):
+        lines += [f"Task options of every session: {json.dumps(results['options'])}", ""]
+    lines += [provenance_line(results), ""]
     return "\n".join(lines)
 
 
