@@ -19,6 +19,7 @@ from livekit import api as livekit_api
 from livekit import rtc
 
 from lingo_api import resources as r
+from lingo_webhook.control_proxy import FOLLOW_POLL_SECONDS
 
 from ..conftest import TEST_NAMESPACE_PREFIX
 from ..helpers import ACME, auth, eventually, facade_knows, register_client
@@ -176,6 +177,57 @@ async def test_a_frozen_worker_is_replaced_within_seconds(http, kube, facade_ns)
     print(f"\nfrozen worker replaced, the new one ready {time.monotonic() - frozen_at:.1f}s after SIGSTOP")
     events = await CoreV1Api(kube).list_namespaced_event(facade_ns, field_selector=f"involvedObject.name={session_id}")
     assert r.Reason.WORKER_UNRESPONSIVE in {event.reason for event in events.items}
+    async with http.delete(f"{SESSIONS}/{session_id}", headers=auth(ACME)):
+        pass
+
+
+async def test_a_worker_briefly_not_ready_keeps_its_control_socket(http, kube, facade_ns):
+    """A worker too busy to answer its readiness probe in time (three talks at once on a 2-core
+    machine did it) is marked not ready, and the operator clears the session's workerEndpoint
+    until it answers again. That is no replacement: the control socket through the facade stays
+    with the same worker, which goes on answering on it. (The facade used to take the cleared
+    endpoint for a move, drop its link to the worker and wait for a different one, and the
+    client lost its session.) The worker is stopped until its probe fails, well before the
+    operator would give it up as silent (worker_liveness.py: about 6 s)."""
+    data = await _create(http)
+    session_id = data["session_id"]
+    await _worker_ready(http, session_id)
+    sessions = CustomObjectsApi(kube)
+
+    async def named_worker() -> str:
+        session = await sessions.get_namespaced_custom_object(r.GROUP, r.VERSION, facade_ns, r.SESSION_PLURAL,
+                                                              session_id)
+        return (session.get("status") or {}).get("workerEndpoint") or ""
+
+    async def pod_ready() -> bool:  # the kubelet's view: the session may be told sooner, by the worker
+        pods = await CoreV1Api(kube).list_namespaced_pod(facade_ns, label_selector=f"{r.LABEL_SESSION}={session_id}")
+        return any(c.type == "Ready" and c.status == "True" for pod in pods.items for c in pod.status.conditions or [])
+
+    await eventually(pod_ready, timeout=30, what="the worker pod Ready")
+    async with aiohttp.ClientSession() as plain:
+        async with plain.ws_connect(data["control_url"], params={"token": data["publisher"][0]}) as ws:
+            control = ControlClient(ws)
+            await control.next("current_task")
+            (pid,) = _worker_pids({session_id})
+            endpoint = await named_worker()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                async def cleared():
+                    return await named_worker() == ""
+
+                await eventually(cleared, timeout=5, interval=0.1, what="the session's endpoint cleared")
+                await asyncio.sleep(FOLLOW_POLL_SECONDS * 1.5)  # the facade looks at the session meanwhile
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+            async def named_again():
+                return await named_worker() == endpoint
+
+            await eventually(named_again, timeout=10, what="the worker ready again")
+            await control.send("get_task")
+            await control.next("current_task", timeout=10)
+            assert not [m for m in control.messages if m["message_type"] in ("warning", "error")], control.messages
+            assert _worker_pids({session_id}) == [pid]
     async with http.delete(f"{SESSIONS}/{session_id}", headers=auth(ACME)):
         pass
 

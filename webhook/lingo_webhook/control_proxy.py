@@ -158,12 +158,15 @@ async def relay(client, upstream, moved=None) -> str:
 
 
 async def _worker_moved(request: web.Request, session_id: str, token: str, endpoint: str) -> None:
-    """Returns once the session names a worker other than `endpoint` (or none, while one starts):
-    a worker on a lost node never closes its socket, so the relay cannot wait for that."""
+    """Returns once the session names a worker other than `endpoint`: a worker on a lost node
+    never closes its socket, so the relay cannot wait for that. A session that names no worker
+    for a while is not a move: its worker may only have missed readiness probes on a busy node
+    (the operator then clears the endpoint until it answers again); the relay stays with it."""
     while True:
         await asyncio.sleep(FOLLOW_POLL_SECONDS)
         session = await _find_session(request, session_id, token)
-        if session is not None and worker_endpoint(session) != endpoint:
+        named = worker_endpoint(session) if session is not None else None
+        if named and named != endpoint:
             return
 
 
