@@ -19,7 +19,7 @@ from livekit import api as livekit_api
 from livekit import rtc
 
 from lingo_api import resources as r
-from lingo_webhook.control_proxy import FOLLOW_POLL_SECONDS
+from lingo_webhook.control_proxy import FOLLOW_POLL_SECONDS, worker_endpoint
 
 from ..conftest import TEST_NAMESPACE_PREFIX
 from ..helpers import ACME, auth, eventually, facade_knows, register_client
@@ -194,10 +194,9 @@ async def test_a_worker_briefly_not_ready_keeps_its_control_socket(http, kube, f
     await _worker_ready(http, session_id)
     sessions = CustomObjectsApi(kube)
 
-    async def named_worker() -> str:
-        session = await sessions.get_namespaced_custom_object(r.GROUP, r.VERSION, facade_ns, r.SESSION_PLURAL,
-                                                              session_id)
-        return (session.get("status") or {}).get("workerEndpoint") or ""
+    async def named_worker() -> str | None:  # as the facade reads it
+        return worker_endpoint(await sessions.get_namespaced_custom_object(r.GROUP, r.VERSION, facade_ns,
+                                                                           r.SESSION_PLURAL, session_id))
 
     async def pod_ready() -> bool:  # the kubelet's view: the session may be told sooner, by the worker
         pods = await CoreV1Api(kube).list_namespaced_pod(facade_ns, label_selector=f"{r.LABEL_SESSION}={session_id}")
@@ -210,10 +209,11 @@ async def test_a_worker_briefly_not_ready_keeps_its_control_socket(http, kube, f
             await control.next("current_task")
             (pid,) = _worker_pids({session_id})
             endpoint = await named_worker()
+            assert endpoint, "the facade sees the session's worker"
             os.kill(pid, signal.SIGSTOP)
             try:
                 async def cleared():
-                    return await named_worker() == ""
+                    return await named_worker() is None
 
                 await eventually(cleared, timeout=5, interval=0.1, what="the session's endpoint cleared")
                 await asyncio.sleep(FOLLOW_POLL_SECONDS * 1.5)  # the facade looks at the session meanwhile
