@@ -37,6 +37,18 @@ def test_words_are_committed_once_two_decodes_agree_and_audio_follows_them():
     assert [w.text for w in transcriber.tentative] == ["late", "again"]
 
 
+@pytest.mark.parametrize("late_probability, committed", [(0.95, "the buses were late"), (0.5, "the buses were")])
+def test_a_word_both_decodes_are_sure_of_needs_less_audio_after_it(late_probability, committed):
+    transcriber = StreamingTranscriber()
+    transcriber.agree(timed("the buses were late", probability=0.95), grow(transcriber, 2.0), right_context=0.7,
+                      sure_right_context=0.35)
+    second = timed("the buses were late again", probability=0.95)
+    second[3] = RecognizedWord("late", second[3].start, second[3].end, late_probability)
+    # 2.1 s decoded: "late" ends at 1.55 s, 0.55 s before the end: enough only for a sure word
+    words = transcriber.agree(second, grow(transcriber, 0.1), right_context=0.7, sure_right_context=0.35)
+    assert " ".join(w.text for w in words) == committed
+
+
 def test_a_disagreement_stops_the_commit_at_the_first_changed_word():
     transcriber = StreamingTranscriber()
     transcriber.agree(timed("we need four new lines"), grow(transcriber, 3.0), right_context=0.0)

@@ -28,6 +28,9 @@ MAX_DUPLICATE_WORDS = 5  # committed words a new decode may repeat at its start
 # A decoded word is a committed one heard again only if it starts this close to where the committed
 # one started: otherwise it is the same word said again ("arribava tard o que no arribava mai").
 SAME_WORD_SECONDS = 0.3
+# A word both decodes heard with at least this probability (Whisper's, from its tokens) is sure:
+# it needs less audio after it to be committed (speaker_stream.SURE_RIGHT_CONTEXT_SECONDS).
+SURE_PROBABILITY = 0.75
 
 
 @dataclass(frozen=True)
@@ -84,14 +87,17 @@ class StreamingTranscriber:
         """Committed words inside audio that starts at `start`."""
         return [word for word in self.committed if word.end > start + OVERLAP_SECONDS]
 
-    def agree(self, words: list[RecognizedWord], snapshot: Snapshot, right_context: float = 0.0) -> list[Word]:
+    def agree(self, words: list[RecognizedWord], snapshot: Snapshot, right_context: float = 0.0,
+              sure_right_context: float | None = None) -> list[Word]:
         """A new decode of `snapshot`: commits the words it shares with the previous decode and
-        that have `right_context` seconds of audio after them in it."""
+        that have `right_context` seconds of audio after them in it, or `sure_right_context`
+        seconds if both decodes were sure of the word (SURE_PROBABILITY)."""
         fresh = self._fresh(words, snapshot)
-        settled = snapshot.start + len(snapshot.audio) / ASR_SAMPLE_RATE - right_context
+        snapshot_end = snapshot.start + len(snapshot.audio) / ASR_SAMPLE_RATE
         agreed = 0
         for previous, current in zip(self.tentative, fresh):
-            if previous.key != current.key or current.end > settled:
+            sure = sure_right_context is not None and min(previous.probability, current.probability) >= SURE_PROBABILITY
+            if previous.key != current.key or current.end > snapshot_end - (sure_right_context if sure else right_context):
                 break
             agreed += 1
         self.tentative = fresh[agreed:]
