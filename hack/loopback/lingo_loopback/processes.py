@@ -79,6 +79,13 @@ def wait_for_interrupt() -> None:
         pass
 
 
+def ignore_interrupts() -> None:
+    """From now on Ctrl-C and SIGTERM are ignored (main thread only): the program is stopping, and
+    a second Ctrl-C would end its cleanup half way and leave etcd and its data directory behind."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+
+
 class StartupError(RuntimeError):
     pass
 

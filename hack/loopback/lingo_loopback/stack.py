@@ -19,7 +19,7 @@ from lingo_webhook.clients import api_client_manifest, hash_secret
 
 from .binaries import REPO_ROOT
 from .cluster import LoopbackCluster
-from .processes import ManagedProcess, free_port, http_ok, wait_for_interrupt, wait_until
+from .processes import ManagedProcess, free_port, http_ok, ignore_interrupts, wait_for_interrupt, wait_until
 
 BIN_DIR = Path(sys.executable).parent
 
@@ -189,6 +189,7 @@ Create a session:
         print("Ctrl-C stops everything.", flush=True)
         wait_for_interrupt()
     finally:
+        ignore_interrupts()
         for process in reversed(processes):
             process.stop()
         cluster.cleanup()

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from lingo_loopback import binaries
 from lingo_loopback.cluster import LoopbackCluster
-from lingo_loopback.processes import ManagedProcess, StartupError, free_port, http_ok, wait_for_interrupt, wait_until
+from lingo_loopback.processes import (ManagedProcess, StartupError, free_port, http_ok, ignore_interrupts,
+                                      wait_for_interrupt, wait_until)
 
 from . import host, policy_engine
 from .host import BRIDGE, BRIDGE_IP, POD_CIDR, SERVICE_CIDR, HostChanges
@@ -296,6 +297,7 @@ def main() -> None:
               f"\nimages: {', '.join(cluster.images.all() if cluster.images else [])}\nCtrl-C stops it.", flush=True)
         wait_for_interrupt()
     finally:
+        ignore_interrupts()
         cluster.stop()
         for problem in cluster.teardown_problems:
             print(f"teardown: {problem}", file=sys.stderr)

@@ -1,0 +1,97 @@
+"""`make dev` (python -m lingo_loopback.stack) stops on Ctrl-C without leaving anything behind, also
+when Ctrl-C is pressed again while it is stopping: every process it started ends and its working
+and etcd directories are removed."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lingo_loopback.processes import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+READY = "Ctrl-C stops everything."
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """{pid: command line} of every process below `pid`."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = _command_line(child)
+            todo.append(child)
+    return found
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _still_running(pid: int, command_line: str) -> bool:
+    """The same process (not a reused PID), and not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and _command_line(pid) == command_line
+
+
+@pytest.mark.slow
+def test_ctrl_c_pressed_again_while_make_dev_stops_leaves_nothing_behind(tmp_path):
+    output = tmp_path / "stack.out"
+    with output.open("w") as out:
+        stack = subprocess.Popen([sys.executable, "-m", "lingo_loopback.stack", "--port", str(free_port())],
+                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    started: dict[int, str] = {}
+    workdir = etcd_data = None
+    try:
+        deadline = time.monotonic() + 180
+        while READY not in output.read_text():
+            assert stack.poll() is None, output.read_text()[-3000:]
+            assert time.monotonic() < deadline, output.read_text()[-3000:]
+            time.sleep(0.5)
+        started = _descendants(stack.pid)
+        workdir = Path(next(line.split()[-1] for line in output.read_text().splitlines()
+                            if line.strip().startswith("kubeconfig"))).parent
+        etcd = next(command for command in started.values() if "etcd" in command.split()[0])
+        etcd_data = Path(next(arg.split("=", 1)[1] for arg in etcd.split() if arg.startswith("--data-dir=")))
+        assert workdir.is_dir() and etcd_data.is_dir()
+
+        # Ctrl-C, and again and again while the stack stops its processes one by one.
+        stack.send_signal(signal.SIGINT)
+        for _ in range(10):
+            time.sleep(0.3)
+            if stack.poll() is not None:
+                break
+            stack.send_signal(signal.SIGINT)
+        assert stack.wait(timeout=120) == 0, output.read_text()[-3000:]
+
+        left = {pid: command for pid, command in started.items() if _still_running(pid, command)}
+        assert not left, f"still running after the stack stopped: {left}"
+        assert not workdir.exists() and not etcd_data.exists()
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+            stack.wait()
+        for pid, command in started.items():  # only what this stack started
+            if _still_running(pid, command):
+                os.kill(pid, signal.SIGKILL)
+        for directory in (workdir, etcd_data):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
