@@ -56,8 +56,11 @@ def _still_running(pid: int, command_line: str) -> bool:
 def test_ctrl_c_pressed_again_while_make_dev_stops_leaves_nothing_behind(tmp_path):
     output = tmp_path / "stack.out"
     with output.open("w") as out:
+        # As from a terminal: a test run started in the background of a shell without job control
+        # (CI's may be) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
         stack = subprocess.Popen([sys.executable, "-m", "lingo_loopback.stack", "--port", str(free_port())],
-                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     started: dict[int, str] = {}
     workdir = etcd_data = None
     try:
