@@ -59,8 +59,8 @@ class ReplayPipeline(TranslationPipeline):
     async def recognize(self, snapshot, final: bool):
         recognizer = await self.loaded_recognizer()
         self.decodes += 1
-        self.decoded_seconds += len(snapshot.audio) / RATE
-        self.decoded_until = snapshot.start + len(snapshot.audio) / RATE
+        self.decoded_seconds += snapshot.seconds
+        self.decoded_until = snapshot.end
         started = time.perf_counter()
         try:
             return recognizer.transcribe_words(snapshot.audio, self.task.source_language)

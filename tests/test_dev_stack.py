@@ -12,28 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import process_table, process_tree
 from lingo_loopback.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 READY = "Ctrl-C stops everything."
-
-
-def _descendants(pid: int) -> dict[int, str]:
-    """{pid: command line} of every process below `pid`."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(stat.parent.name))
-    found: dict[int, str] = {}
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found[child] = _command_line(child)
-            todo.append(child)
-    return found
 
 
 def _command_line(pid: int) -> str:
@@ -69,7 +52,7 @@ def test_ctrl_c_pressed_again_while_make_dev_stops_leaves_nothing_behind(tmp_pat
             assert stack.poll() is None, output.read_text()[-3000:]
             assert time.monotonic() < deadline, output.read_text()[-3000:]
             time.sleep(0.5)
-        started = _descendants(stack.pid)
+        started = {pid: _command_line(pid) for pid in process_tree(stack.pid, process_table())[1:]}
         workdir = Path(next(line.split()[-1] for line in output.read_text().splitlines()
                             if line.strip().startswith("kubeconfig"))).parent
         etcd = next(command for command in started.values() if "etcd" in command.split()[0])

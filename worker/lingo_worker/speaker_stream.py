@@ -217,8 +217,7 @@ class SpeakerStream:
             return  # consecutive: nothing to decode for until the utterance ends; or only silence
         words, decode_seconds = await self._decode(snapshot, final=simultaneous or forced)
         if forced:
-            snapshot_end = snapshot.start + len(snapshot.audio) / ASR_SAMPLE_RATE
-            committed = transcriber.commit_all(words, snapshot, before=snapshot_end - CAP_MARGIN_SECONDS)
+            committed = transcriber.commit_all(words, snapshot, before=snapshot.end - CAP_MARGIN_SECONDS)
         elif simultaneous:
             # Two decodes agreeing on a word heard with almost no audio after it can both be wrong
             # (a word cut short, one that goes on); after a breath the silence is that audio.
@@ -233,7 +232,7 @@ class SpeakerStream:
         closed = self.units.add(committed, transcriber.tentative, paused=pause and not transcriber.tentative)
         if forced and not closed and self.units.words:
             closed.append(self.units.close("length"))
-        self._hand_over(closed, decode_seconds, len(snapshot.audio) / ASR_SAMPLE_RATE)
+        self._hand_over(closed, decode_seconds, snapshot.seconds)
         if partial_due:
             await self._partial(now)
 
@@ -246,7 +245,7 @@ class SpeakerStream:
         if self._voiced >= MIN_VOICED_SECONDS:  # a decode of silence is where Whisper invents words
             snapshot = transcriber.snapshot()
             words, decode_seconds = await self._decode(snapshot, final=True)
-            decoded = len(snapshot.audio) / ASR_SAMPLE_RATE
+            decoded = snapshot.seconds
             committed = transcriber.commit_all(words, snapshot)
             closed = self.units.add(committed, [])
         else:

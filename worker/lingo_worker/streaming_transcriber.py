@@ -52,6 +52,14 @@ class Snapshot:
     audio: np.ndarray
     start: float
 
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / ASR_SAMPLE_RATE
+
+    @property
+    def end(self) -> float:
+        return self.start + self.seconds
+
 
 class StreamingTranscriber:
     def __init__(self):
@@ -93,11 +101,10 @@ class StreamingTranscriber:
         that have `right_context` seconds of audio after them in it, or `sure_right_context`
         seconds if both decodes were sure of the word (SURE_PROBABILITY)."""
         fresh = self._fresh(words, snapshot)
-        snapshot_end = snapshot.start + len(snapshot.audio) / ASR_SAMPLE_RATE
         agreed = 0
         for previous, current in zip(self.tentative, fresh):
             sure = sure_right_context is not None and min(previous.probability, current.probability) >= SURE_PROBABILITY
-            if previous.key != current.key or current.end > snapshot_end - (sure_right_context if sure else right_context):
+            if previous.key != current.key or current.end > snapshot.end - (sure_right_context if sure else right_context):
                 break
             agreed += 1
         self.tentative = fresh[agreed:]
