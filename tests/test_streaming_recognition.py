@@ -4,7 +4,7 @@ at word boundaries, the loop and hallucination guard, and the speech backlog's t
 import numpy as np
 import pytest
 
-from lingo_worker.engines.base import RecognizedWord
+from lingo_worker.engines.base import KEPT_SILENCE_SECONDS, RecognizedWord, Synthesized
 from lingo_worker.loop_guard import cut_loops, drop_hallucinations
 from lingo_worker.speech_backlog import BacklogSettings
 from lingo_worker.streaming_transcriber import StreamingTranscriber, Word
@@ -127,11 +127,18 @@ def test_a_clause_needs_a_few_words_and_a_breath_confirms_punctuation():
 
 def test_the_length_cap_always_cuts_between_words():
     builder = UnitBuilder(simultaneous=True, max_seconds=1.6)
-    talk = words(" ".join(f"w{i}" for i in range(40)), step=0.3)
+    talk = words(" ".join(f"word{i}" for i in range(40)), step=0.3)
     closed = builder.add(talk, [])
     assert closed and all(u.reason == "length" for u in closed)
     assert [w for u in closed for w in u.words] + builder.words == talk  # nothing lost, nothing split
     assert all(u.end - u.start >= 1.6 and u.end - u.start < 1.6 + 0.3 for u in closed)
+
+
+def test_the_length_cap_leaves_a_short_leading_word_to_the_next_unit():
+    builder = UnitBuilder(simultaneous=True, max_seconds=1.45)
+    closed = builder.add(words("una macchina quando compi di ciotto anni", step=0.3), [])  # "di" reaches the cap
+    assert [(u.text, u.reason) for u in closed] == [("una macchina quando compi", "length")]
+    assert [w.text for w in builder.words] == ["di", "ciotto", "anni"]
 
 
 def test_a_pause_between_words_ends_the_unit():
@@ -204,3 +211,12 @@ def test_a_translation_longer_than_its_source_is_spoken_faster_but_not_past_the_
 def test_beyond_the_maximum_old_speech_must_make_room():
     assert BACKLOG.excess_ms(5000, 800) == 0
     assert BACKLOG.excess_ms(5500, 1500) == 1000
+
+
+def test_a_units_speech_enters_the_backlog_without_the_voices_trailing_silence():
+    speech = np.concatenate([np.zeros(1600), np.full(8000, 3000), np.zeros(4000)]).astype(np.int16)
+    trimmed = Synthesized(speech, 16000).trimmed()
+    kept = int(KEPT_SILENCE_SECONDS * 16000)
+    assert len(trimmed.samples) == 8000 + 2 * kept and trimmed.samples[kept] == 3000
+    silence = Synthesized(np.zeros(800, dtype=np.int16), 16000)
+    assert silence.trimmed().samples.size == 800

@@ -144,10 +144,10 @@ class TranslationPipeline:
             natural_ms = len(translated) / pace * 1000 if pace else 0.0
             tempo = backlog.tempo(track.queued_ms(), (unit.end - unit.start) * 1000, natural_ms)
             started = time.monotonic()
-            speech = await asyncio.to_thread(
+            speech = (await asyncio.to_thread(
                 self.engines.synthesizer.synthesize, translated, language,
                 task.options.voices.get(language), task.options.speech_rate, tempo,
-            )
+            )).trimmed()
             timings[f"tts_ms.{language}"] = _ms(time.monotonic() - started)
             seconds = len(speech.samples) / speech.sample_rate
             if seconds > 0:

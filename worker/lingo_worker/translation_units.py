@@ -21,6 +21,10 @@ PUNCTUATION = SENTENCE_END + CLAUSE_END
 SENTENCE_REASONS = ("sentence", "end_of_speech", "flush")
 MIN_CLAUSE_WORDS = 3  # "Well," alone is not worth a unit of its own
 PAUSE_SECONDS = 0.3  # a gap between two words this long ends the unit before the second
+# At the length cap a word this short ("di", "a", "el", "la", "un") goes to the next unit: such
+# words lead on to what follows (prepositions, articles), and a word Whisper writes in pieces may
+# start with one ("di ciotto" for "diciotto" in bench/results/simultaneous-sure-words).
+LEADING_WORD_LETTERS = 2
 
 
 @dataclass
@@ -59,7 +63,10 @@ class UnitBuilder:
                 closed.append(self._close(reason))
             self.words.append(word)
             if self.words[-1].end - self.words[0].start >= self.max_seconds:
+                held = self.words.pop() if len(self.words) > 1 and _leads_on(self.words[-1]) else None
                 closed.append(self._close("length"))
+                if held is not None:
+                    self.words.append(held)
         if self.words and following and (reason := self._boundary_before(following[0])):
             closed.append(self._close(reason))
         elif self.words and paused and self.simultaneous and self.words[-1].text.endswith(PUNCTUATION):
@@ -88,3 +95,8 @@ class UnitBuilder:
         self.count += 1
         self.words = []
         return unit
+
+
+def _leads_on(word: Word) -> bool:
+    """A short word without punctuation after it: it belongs with the words that follow."""
+    return len(word.key) <= LEADING_WORD_LETTERS and not word.text.endswith(PUNCTUATION)

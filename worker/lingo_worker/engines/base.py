@@ -8,6 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 ASR_SAMPLE_RATE = 16_000
+# Voices end what they say with up to a quarter of a second of silence (espeak-ng), which in the
+# speech backlog holds back the unit after it: only this much silence is kept around speech.
+KEPT_SILENCE_SECONDS = 0.06
+SILENCE_LEVEL = 100  # int16 samples this quiet or quieter are silence (-50 dBFS)
 
 
 class EngineUnavailable(RuntimeError):
@@ -18,6 +22,15 @@ class EngineUnavailable(RuntimeError):
 class Synthesized:
     samples: np.ndarray  # int16
     sample_rate: int
+
+    def trimmed(self) -> "Synthesized":
+        """The speech with at most KEPT_SILENCE_SECONDS of silence before and after it."""
+        loud = np.flatnonzero(np.abs(self.samples.astype(np.int32)) > SILENCE_LEVEL)
+        if not len(loud):
+            return self
+        kept = int(KEPT_SILENCE_SECONDS * self.sample_rate)
+        start, end = max(0, loud[0] - kept), min(len(self.samples), loud[-1] + 1 + kept)
+        return Synthesized(self.samples[start:end], self.sample_rate)
 
 
 @dataclass(frozen=True)
