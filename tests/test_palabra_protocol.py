@@ -63,7 +63,7 @@ def test_palabra_interpretation_fields_become_options():
         "desired_queue_ms": 5000, "max_queue_ms": 20000, "auto_tempo": True, "min_tempo": 1.15, "max_tempo": 1.45}
     assert request.ignored_fields == []
     options = TranslationTask(source_language="en", target_languages=["es"]).updated(request.update).options
-    assert not options.simultaneous and options.unit_seconds == 6.0
+    assert not options.simultaneous and options.unit_seconds("en") == 6.0
 
 
 def test_the_flat_task_of_this_project_still_works():

@@ -4,8 +4,8 @@ import pytest
 from pydantic import ValidationError
 
 from lingo_api.session_tokens import Permission
-from lingo_worker.task import (CONSECUTIVE_UNIT_SECONDS, SIMULTANEOUS_UNIT_SECONDS, TaskOptions, TaskUpdate,
-                               TranslationTask)
+from lingo_worker.task import (CONSECUTIVE_UNIT_SECONDS, ENGLISH_UNIT_SECONDS, SIMULTANEOUS_UNIT_SECONDS, TaskOptions,
+                               TaskUpdate, TranslationTask)
 
 
 def test_languages_and_session_wide_options_need_write_captions_only_edit():
@@ -28,10 +28,11 @@ def test_option_updates_merge_and_revalidate():
 
 
 def test_the_unit_cap_follows_the_interpretation_mode_unless_set():
-    assert TaskOptions().simultaneous and TaskOptions().unit_seconds == SIMULTANEOUS_UNIT_SECONDS
+    assert TaskOptions().simultaneous and TaskOptions().unit_seconds("it") == SIMULTANEOUS_UNIT_SECONDS
+    assert TaskOptions().unit_seconds("en-US") == ENGLISH_UNIT_SECONDS
     consecutive = TaskOptions(interpretation="consecutive")
-    assert not consecutive.simultaneous and consecutive.unit_seconds == CONSECUTIVE_UNIT_SECONDS
-    assert TaskOptions(max_segment_seconds=4).unit_seconds == 4
+    assert not consecutive.simultaneous and consecutive.unit_seconds("it") == CONSECUTIVE_UNIT_SECONDS
+    assert TaskOptions(max_segment_seconds=4).unit_seconds("en") == 4
 
 
 @pytest.mark.parametrize("options", [

@@ -67,8 +67,8 @@ class SpeakerStream:
         self.pipeline, self.identity = pipeline, identity
         self.detector = SpeechDetector(pipeline.engines.new_vad())
         self.transcriber = StreamingTranscriber()
-        options = pipeline.task.options
-        self.units = UnitBuilder(options.simultaneous, options.unit_seconds)  # set again at each decode
+        task = pipeline.task  # its mode and unit cap are set again at each decode
+        self.units = UnitBuilder(task.options.simultaneous, task.options.unit_seconds(task.source_language))
         self._pieces: list[SpeechPiece] = []  # detected speech not yet in the transcriber
         self._decoded_seconds = 0.0  # buffer length at the last decode
         self._last_sentence_end: float | None = None  # where the buffer is trimmed at the next sentence end
@@ -161,7 +161,7 @@ class SpeakerStream:
         options = self.pipeline.task.options
         recognizer = await self.pipeline.loaded_recognizer()
         self.units.simultaneous = options.simultaneous and recognizer.word_timestamps
-        self.units.max_seconds = options.unit_seconds
+        self.units.max_seconds = options.unit_seconds(self.pipeline.task.source_language)
 
     async def _recognize(self) -> None:
         try:
